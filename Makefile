@@ -1,0 +1,37 @@
+# The two commands of the README:
+#   make lab    set everything up and open the course in JupyterLab
+#   make test   set everything up and run every test (CI runs this)
+# Both create .venv with everything the course needs; Python 3.11+ and pip are all it takes.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# A throwaway state folder and free ports for the test run, so it never touches
+# the learner's var/ or a running `ebookstore up`.
+TEST_HOME := $(shell mktemp -d -u /tmp/ebookstore-test.XXXXXX)
+
+.PHONY: lab test setup bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Re-install when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e '.[embedded-redis,course,test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: $(VENV)/.installed
+
+lab: setup
+	$(BIN)/jupyter lab --ip 127.0.0.1 notebooks/
+
+# Unit and integration tests, then every notebook in solutions mode (nbmake).
+test: setup
+	$(BIN)/python -m pytest -p no:cacheprovider tests
+	EBOOKSTORE_SOLUTIONS=1 EBOOKSTORE_HOME=$(TEST_HOME) $(BIN)/python -m tests.notebook_env \
+		$(BIN)/python -m pytest -p no:cacheprovider --nbmake --nbmake-timeout=60 notebooks/
+
+clean:
+	rm -rf $(VENV) var

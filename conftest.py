@@ -1,0 +1,47 @@
+"""Test-run set-up shared by tests/ and the notebooks (nbmake).
+
+Before anything runs: a throwaway state folder and free ports, in the
+environment, so that notebook kernels inherit them too and a test run never
+touches the learner's var/ or a running `ebookstore up`. After everything ran:
+no process that this run started may still be alive.
+"""
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from ebookstore import processes, stack
+
+TAG_PREFIX = f"t{os.getpid()}"
+
+
+def pytest_configure(config):
+    home = tempfile.mkdtemp(prefix="ebookstore-test-")
+    config._ebookstore_home = home
+    os.environ.update({
+        "EBOOKSTORE_HOME": home,
+        "EBOOKSTORE_REDIS_PORT": str(processes.free_port()),
+        "EBOOKSTORE_WEB_PORT": str(processes.free_port()),
+        "EBOOKSTORE_SMTP_PORT": str(processes.free_port()),
+        "EBOOKSTORE_TEST_TAG_PREFIX": TAG_PREFIX,
+    })
+    os.environ.pop("REDIS_URL", None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    home = getattr(session.config, "_ebookstore_home", None)
+    if home is None:
+        return
+    left = [p for p in _course_processes() if processes.environ(p).get("EBOOKSTORE_HOME", "").startswith(home)
+            or processes.environ(p).get(processes.RUN_TAG, "").startswith(TAG_PREFIX)]
+    if left:
+        rows = processes.format_rows(processes.ps_rows(left))
+        print(f"\nFAIL: {len(left)} process(es) started by this test run are still running:\n{rows}")
+        processes.stop(left, timeout=3)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _course_processes():
+    return [p for p in processes.psutil.process_iter() if processes.environ(p).get(processes.RUN_TAG)]

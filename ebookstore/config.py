@@ -1,0 +1,100 @@
+"""Settings of the store and its processes, read from environment variables.
+
+Every process of the stack (web, worker, cron, mail catcher) reads the same
+variables, so a `Settings` object turns into an environment (`to_env`) that the
+process starter hands to its children. That is also how workers scale out:
+point `REDIS_URL` at another machine's Redis and start workers there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+
+# Not 6379 and 5000: a learner's own Redis or Flask app may already use those.
+DEFAULT_REDIS_PORT = 16379
+DEFAULT_WEB_PORT = 8808
+DEFAULT_SMTP_PORT = 8025
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Where the store keeps its data and how its processes find each other."""
+
+    home: Path
+    redis_port: int = DEFAULT_REDIS_PORT
+    web_port: int = DEFAULT_WEB_PORT
+    smtp_port: int = DEFAULT_SMTP_PORT
+    external_redis_url: str | None = None  # REDIS_URL: use that Redis, start none
+    database: Path | None = None
+    smtp_url: str | None = None  # deliver by SMTP instead of into the Maildir
+    mail_delay: float = 0.0  # seconds per email: a slow mail provider
+    dashboard_user: str | None = None
+    dashboard_password: str | None = None
+    solutions: bool = False
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        home = Path(env.get("EBOOKSTORE_HOME") or PROJECT_ROOT / "var").resolve()
+        values = dict(
+            home=home,
+            redis_port=int(env.get("EBOOKSTORE_REDIS_PORT") or DEFAULT_REDIS_PORT),
+            web_port=int(env.get("EBOOKSTORE_WEB_PORT") or DEFAULT_WEB_PORT),
+            smtp_port=int(env.get("EBOOKSTORE_SMTP_PORT") or DEFAULT_SMTP_PORT),
+            external_redis_url=env.get("REDIS_URL") or None,
+            database=Path(env["EBOOKSTORE_DATABASE"]) if env.get("EBOOKSTORE_DATABASE") else None,
+            smtp_url=env.get("EBOOKSTORE_SMTP_URL") or None,
+            mail_delay=float(env.get("EBOOKSTORE_MAIL_DELAY") or 0),
+            dashboard_user=env.get("EBOOKSTORE_DASHBOARD_USER") or None,
+            dashboard_password=env.get("EBOOKSTORE_DASHBOARD_PASSWORD") or None,
+            solutions=_flag(env.get("EBOOKSTORE_SOLUTIONS")),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def redis_url(self) -> str:
+        return self.external_redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.home / "ebookstore.sqlite3"
+
+    @property
+    def maildir(self) -> Path:
+        return self.home / "mail"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that recreate these settings in a child process."""
+        env = {
+            "EBOOKSTORE_HOME": str(self.home),
+            "EBOOKSTORE_REDIS_PORT": str(self.redis_port),
+            "EBOOKSTORE_WEB_PORT": str(self.web_port),
+            "EBOOKSTORE_SMTP_PORT": str(self.smtp_port),
+            "EBOOKSTORE_DATABASE": str(self.database_path),
+            "EBOOKSTORE_MAIL_DELAY": str(self.mail_delay),
+            "EBOOKSTORE_SOLUTIONS": "1" if self.solutions else "0",
+            "REDIS_URL": self.redis_url,
+        }
+        optional = {
+            "EBOOKSTORE_SMTP_URL": self.smtp_url,
+            "EBOOKSTORE_DASHBOARD_USER": self.dashboard_user,
+            "EBOOKSTORE_DASHBOARD_PASSWORD": self.dashboard_password,
+        }
+        env.update({key: value for key, value in optional.items() if value})
+        return env

@@ -1,0 +1,115 @@
+"""The store's emails: builders, delivery (Maildir or SMTP) and the outbox.
+
+Delivery sleeps `settings.mail_delay` seconds first, to play a slow mail
+provider: that delay is what background jobs take out of the purchase request.
+"""
+from __future__ import annotations
+
+import mailbox
+import smtplib
+import time
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parsedate_to_datetime
+from urllib.parse import urlsplit
+
+from .config import Settings
+
+STORE_ADDRESS = "store@ebookstore.test"
+REPORTS_ADDRESS = "reports@ebookstore.test"
+
+
+def money(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
+
+
+def _email(to: str, subject: str, body: str, key: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = STORE_ADDRESS
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="ebookstore.test")
+    # Names what this email is about (e.g. purchase-7-receipt), so a second
+    # delivery of the same email can be recognised.
+    message["X-Ebookstore-Key"] = key
+    message.set_content(body)
+    return message
+
+
+def receipt_email(purchase: dict) -> EmailMessage:
+    return _email(
+        purchase["buyer_email"],
+        f"Your receipt: {purchase['title']}",
+        f"Hello {purchase['buyer_name']},\n\nthank you for buying \"{purchase['title']}\" "
+        f"for {money(purchase['price_cents'])} (purchase #{purchase['id']}).\n",
+        f"purchase-{purchase['id']}-receipt",
+    )
+
+
+def commission_email(purchase: dict) -> EmailMessage:
+    return _email(
+        purchase["seller_email"],
+        f"You sold a copy of {purchase['title']}",
+        f"Hello {purchase['seller_name']},\n\n{purchase['buyer_name']} bought \"{purchase['title']}\". "
+        f"Your commission: {money(purchase['commission_cents'])} (purchase #{purchase['id']}).\n",
+        f"purchase-{purchase['id']}-commission",
+    )
+
+
+def ebook_statistics_email(purchase: dict, stats: dict) -> EmailMessage:
+    return _email(
+        purchase["seller_email"],
+        f"Statistics for {stats['title']}",
+        f"\"{stats['title']}\" has sold {stats['copies_sold']} copies: revenue "
+        f"{money(stats['revenue_cents'])}, your commission {money(stats['commission_cents'])}.\n",
+        f"purchase-{purchase['id']}-statistics",
+    )
+
+
+def statistics_report_email(period: str, report: dict) -> EmailMessage:
+    lines = [
+        f"{period.capitalize()} report, {report['since']} to {report['until']}",
+        f"Total sales: {report['total_sales']} ({money(report['revenue_cents'])})",
+        "Popular ebooks:",
+        *(f"  {e['copies_sold']:>4}  {e['title']}" for e in report["popular_ebooks"]),
+        "Active sellers:",
+        *(f"  {s['sales']:>4}  {s['name']}" for s in report["active_sellers"]),
+    ]
+    return _email(
+        REPORTS_ADDRESS,
+        f"{period.capitalize()} statistics: {report['total_sales']} sales",
+        "\n".join(lines) + "\n",
+        f"report-{period}-{report['until']}",
+    )
+
+
+def deliver(message: EmailMessage, settings: Settings) -> None:
+    """Send one email: by SMTP if `settings.smtp_url` is set, else into the Maildir."""
+    if settings.mail_delay:
+        time.sleep(settings.mail_delay)
+    if settings.smtp_url:
+        url = urlsplit(settings.smtp_url)
+        with smtplib.SMTP(url.hostname or "127.0.0.1", url.port or 25, timeout=10) as smtp:
+            smtp.send_message(message)
+    else:
+        maildir(settings).add(message)
+
+
+def maildir(settings: Settings) -> mailbox.Maildir:
+    """The store's Maildir (cur/, new/, tmp/ under $EBOOKSTORE_HOME/mail), created if missing."""
+    for sub in ("cur", "new", "tmp"):
+        (settings.maildir / sub).mkdir(parents=True, exist_ok=True)
+    return mailbox.Maildir(settings.maildir, create=False)
+
+
+def outbox(settings: Settings) -> list[dict]:
+    """Every delivered email, oldest first: to, subject, date and key."""
+    found = []
+    for message in maildir(settings):
+        found.append({
+            "to": message["To"],
+            "subject": message["Subject"],
+            "date": parsedate_to_datetime(message["Date"]).isoformat(),
+            "key": message["X-Ebookstore-Key"],
+        })
+    return sorted(found, key=lambda m: m["date"])

@@ -1,0 +1,175 @@
+"""Finding, listing and stopping processes with psutil: `ps`, `pgrep`, `lsof` and `kill` in Python.
+
+Every process the course starts carries a run tag in its environment
+(EBOOKSTORE_RUN_TAG). Its children inherit it, the RQ work-horse included, so
+"every process of this run" is found exactly, even once a process has been
+re-parented or has moved to its own process group. Nothing here kills by a
+broad name.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+
+import psutil
+
+RUN_TAG = "EBOOKSTORE_RUN_TAG"
+PROCESS_NAME = "EBOOKSTORE_PROCESS"
+
+# psutil status -> the STAT letter `ps` shows
+STAT_LETTERS = {
+    psutil.STATUS_RUNNING: "R", psutil.STATUS_SLEEPING: "S", psutil.STATUS_DISK_SLEEP: "D",
+    psutil.STATUS_STOPPED: "T", psutil.STATUS_TRACING_STOP: "t", psutil.STATUS_ZOMBIE: "Z",
+    psutil.STATUS_DEAD: "X", psutil.STATUS_IDLE: "I",
+}
+STATE_NAMES = {"R": "running", "S": "sleeping", "D": "waiting for I/O", "T": "stopped",
+               "t": "stopped by a tracer", "Z": "zombie", "X": "dead", "I": "idle"}
+
+
+def environ(proc: psutil.Process) -> dict:
+    """The environment `proc` started with ({} if we may not read it or it is gone)."""
+    try:
+        return proc.environ()
+    except (psutil.Error, OSError):
+        return {}
+
+
+def tagged(tag: str, name: str | None = None) -> list[psutil.Process]:
+    """The live processes started under run tag `tag` (and process name `name`), by PID."""
+    found = []
+    for proc in psutil.process_iter():
+        env = environ(proc)
+        if env.get(RUN_TAG) == tag and (name is None or env.get(PROCESS_NAME) == name):
+            found.append(proc)
+    return sorted(found, key=lambda p: p.pid)
+
+
+def tags_in_use(prefix: str = "") -> set[str]:
+    """Run tags (starting with `prefix`) that some live process carries."""
+    tags = set()
+    for proc in psutil.process_iter():
+        tag = environ(proc).get(RUN_TAG)
+        if tag and tag.startswith(prefix):
+            tags.add(tag)
+    return tags
+
+
+def matching(pattern: str) -> list[psutil.Process]:
+    """Processes whose full command line matches the regex `pattern`, like `pgrep -f`."""
+    regex, me = re.compile(pattern), psutil.Process().pid
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.pid != me and regex.search(cmdline):
+            found.append(proc)
+    return found
+
+
+def listener_pid(port: int) -> int | None:
+    """The PID listening on TCP `port` on this machine: the listener only, never its clients."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            return conn.pid
+    return None
+
+
+def ps_rows(procs) -> list[dict]:
+    """What `ps aux` shows for each process: USER PID %CPU %MEM STAT COMMAND (plus PPID, PGID)."""
+    rows = []
+    for proc in procs:
+        try:
+            with proc.oneshot():
+                rows.append({
+                    "user": proc.username(), "pid": proc.pid, "ppid": proc.ppid(),
+                    "pgid": _pgid(proc.pid), "cpu": proc.cpu_percent(interval=None),
+                    "mem": round(proc.memory_percent(), 1),
+                    "stat": STAT_LETTERS.get(proc.status(), "?"),
+                    "command": " ".join(proc.cmdline()) or f"[{proc.name()}]",
+                })
+        except psutil.NoSuchProcess:
+            continue
+    return rows
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def format_rows(rows: list[dict], width: int = 110) -> str:
+    """A `ps`-like text table of `ps_rows` output."""
+    lines = [f"{'USER':<8} {'PID':>7} {'PPID':>7} {'PGID':>7} {'%CPU':>5} {'%MEM':>5} STAT COMMAND"]
+    for r in rows:
+        line = (f"{r['user'][:8]:<8} {r['pid']:>7} {r['ppid']:>7} {r['pgid'] or '-':>7} "
+                f"{r['cpu']:>5.1f} {r['mem']:>5.1f} {r['stat']:<4} {r['command']}")
+        lines.append(line[:width])
+    return "\n".join(lines)
+
+
+def with_descendants(procs) -> list[psutil.Process]:
+    """The processes and all their children, children's children, … (deduplicated)."""
+    seen = {}
+    for proc in procs:
+        try:
+            for p in [proc, *proc.children(recursive=True)]:
+                seen[p.pid] = p
+        except psutil.NoSuchProcess:
+            continue
+    return list(seen.values())
+
+
+def stop(procs, timeout: float = 5.0, sig: int = signal.SIGTERM) -> dict[int, str]:
+    """Send `sig` (SIGTERM: please finish and exit) to each process; SIGKILL those still alive after `timeout` s.
+
+    Returns {pid: "exited" | "killed"}. A stopped (SIGSTOP) process cannot handle
+    SIGTERM until it runs again, so it gets SIGCONT too.
+    """
+    procs = [p for p in procs if p.pid != psutil.Process().pid]
+    outcome = {}
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+            proc.send_signal(signal.SIGCONT)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in procs:
+        outcome[proc.pid] = "exited"
+    for proc in alive:
+        try:
+            proc.kill()
+            outcome[proc.pid] = "killed"
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=2)
+    return outcome
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll `predicate()` until it returns something truthy; TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,189 @@
+"""Starting and stopping the course's processes: Redis, workers, cron, web, mail catcher.
+
+One `Stack` is one run (a notebook, a test session, `ebookstore up`). Each
+process it starts gets the run tag in its environment, its own session (so a
+Ctrl-C in the terminal does not reach it) and a log file under
+$EBOOKSTORE_HOME/logs. `stop()` finds the run's processes by tag — the RQ
+work-horse included, which sits in its own process group and may have been
+re-parented — and stops them: SIGTERM first, SIGKILL after a timeout. By
+default a Stack also stops everything at interpreter exit.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+from redis import Redis
+
+from . import mail, processes, redis_server, workers
+from .config import PROJECT_ROOT, Settings
+from .processes import PROCESS_NAME, RUN_TAG, wait_until
+
+START_TIMEOUT = 15  # seconds a service may take to answer after starting
+
+
+def new_tag(prefix: str = "ebs") -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+class StartError(RuntimeError):
+    """A process did not start; the message ends with the tail of its log."""
+
+
+class Stack:
+    """The processes of one run, each started with the run tag `tag`."""
+
+    def __init__(self, settings: Settings | None = None, tag: str | None = None,
+                 stop_at_exit: bool = True):
+        self.settings = settings or Settings.from_env()
+        self.tag = tag or new_tag()
+        self.log_dir = self.settings.home / "logs"
+        self._popens: dict[str, subprocess.Popen] = {}
+        if stop_at_exit:
+            atexit.register(self.stop)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- starting -----------------------------------------------------------
+    def env(self, name: str, extra: dict | None = None) -> dict:
+        """The environment of process `name`: ours, the settings, the run tag."""
+        env = {**os.environ, **self.settings.to_env(), **(extra or {})}
+        env[RUN_TAG], env[PROCESS_NAME] = self.tag, name
+        # Workers import job functions from ebookstore, exercises/ and solutions/.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"  # log lines appear as they happen
+        return env
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def log(self, name: str, lines: int = 20) -> str:
+        """The last `lines` lines of process `name`'s log."""
+        path = self.log_path(name)
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def start(self, name: str, argv: list[str], *, ready=None, port: int | None = None,
+              env: dict | None = None, timeout: float = START_TIMEOUT) -> psutil.Process:
+        """Start `argv` as process `name`; wait until `ready()` is true, if given.
+
+        `port` is the TCP port the process will listen on: it must be free, or we
+        would mistake whoever holds it for our new process.
+        """
+        if port is not None:
+            _require_free(port, name)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path(name), "ab") as log:
+            popen = subprocess.Popen(
+                argv, cwd=PROJECT_ROOT, env=self.env(name, env), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self._popens[name] = popen
+        if ready is not None:
+            try:
+                wait_until(lambda: popen.poll() is not None or ready(), timeout, what=f"{name} to start")
+            except TimeoutError:
+                self.stop(name)
+                raise StartError(f"{name} did not answer within {timeout:g} s:\n{self.log(name)}") from None
+            if popen.poll() is not None:
+                raise StartError(f"{name} exited with status {popen.returncode}:\n{self.log(name)}")
+        return psutil.Process(popen.pid)
+
+    def redis(self) -> psutil.Process | None:
+        """Start the course's redis-server, unless REDIS_URL names another one or ours already runs."""
+        if self.settings.external_redis_url:
+            return None
+        port = self.settings.redis_port
+        holder = processes.listener_pid(port)
+        if holder is not None:
+            proc = psutil.Process(holder)
+            same_home = processes.environ(proc).get("EBOOKSTORE_HOME") == str(self.settings.home)
+            if same_home and self.ping():
+                return proc  # `ebookstore up` (or another notebook) runs the course's Redis: share it
+        return self.start("redis", redis_server.argv(self.settings), ready=self.ping, port=port)
+
+    def ping(self) -> bool:
+        try:
+            return Redis.from_url(self.settings.redis_url, socket_connect_timeout=0.5,
+                                  socket_timeout=0.5).ping()
+        except Exception:  # not up yet: connection refused, loading, …
+            return False
+
+    def worker(self, name: str = "worker", queue_names: list[str] | None = None, *,
+               weighted: bool = False, burst: bool = False, with_scheduler: bool = False,
+               simple: bool = False, extra: list[str] | None = None, env: dict | None = None) -> psutil.Process:
+        """Start an `rq worker` named `<tag>.<name>` on the store's queues."""
+        argv = workers.worker_argv(self.settings, f"{self.tag}.{name}", queue_names, weighted=weighted,
+                                   burst=burst, with_scheduler=with_scheduler, simple=simple, extra=extra)
+        return self.start(name, argv, env=env)
+
+    def cron(self, env: dict | None = None) -> psutil.Process:
+        return self.start("cron", [sys.executable, "-m", "ebookstore.cron"], env=env)
+
+    def web(self) -> psutil.Process:
+        flask = str(Path(sys.executable).parent / "flask")
+        argv = [flask, "--app", "ebookstore.web", "run", "--host", "127.0.0.1",
+                "--port", str(self.settings.web_port), "--no-reload"]
+        port = self.settings.web_port
+        return self.start("web", argv, ready=lambda: processes.port_open(port), port=port)
+
+    def mail(self) -> psutil.Process:
+        """An SMTP catcher (aiosmtpd) that stores what it receives in the store's Maildir."""
+        mail.maildir(self.settings)  # aiosmtpd's Mailbox handler expects cur/ new/ tmp/
+        argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.settings.smtp_port}",
+                "-c", "aiosmtpd.handlers.Mailbox", str(self.settings.maildir)]
+        port = self.settings.smtp_port
+        return self.start("mail", argv, ready=lambda: processes.port_open(port), port=port)
+
+    # -- looking and stopping -------------------------------------------------
+    def processes(self, name: str | None = None) -> list[psutil.Process]:
+        """The live processes of this run (of process `name`), found by run tag."""
+        found = {p.pid: p for p in processes.tagged(self.tag, name)}
+        # Also those we started ourselves, in case one hid its environment from us.
+        for key, popen in self._popens.items():
+            if name in (None, key) and popen.poll() is None and popen.pid not in found:
+                found[popen.pid] = psutil.Process(popen.pid)
+        return sorted(found.values(), key=lambda p: p.pid)
+
+    def stop(self, name: str | None = None, timeout: float = 5.0) -> dict[int, str]:
+        """Stop this run's processes (or those of `name`): SIGTERM, then SIGKILL after `timeout` s.
+
+        Redis goes last, so that workers can finish their current job and report it.
+        """
+        procs = self.processes(name)
+        redis_pid = self._popens["redis"].pid if "redis" in self._popens else None
+        is_redis = {p.pid: p.pid == redis_pid or processes.environ(p).get(PROCESS_NAME) == "redis" for p in procs}
+        outcome = processes.stop([p for p in procs if not is_redis[p.pid]], timeout)
+        outcome.update(processes.stop([p for p in procs if is_redis[p.pid]], timeout))
+        for key, popen in list(self._popens.items()):
+            if name in (None, key):
+                popen.poll()  # reap it, so no zombie is left behind
+                if popen.returncode is not None:
+                    del self._popens[key]
+        return outcome
+
+
+def _require_free(port: int, name: str) -> None:
+    holder = processes.listener_pid(port)
+    if holder is not None or processes.port_open(port):
+        who = f"PID {holder} ({psutil.Process(holder).name()})" if holder else "another process"
+        raise StartError(f"cannot start {name}: port {port} is already in use by {who}. "
+                         f"Stop it (ebookstore killport {port}) or choose another port.")
+
+
+def stop_everything(home: Path, timeout: float = 5.0) -> dict[int, str]:
+    """Stop every process any run of the course started for state folder `home` (by tag)."""
+    mine = []
+    for proc in psutil.process_iter():
+        env = processes.environ(proc)
+        if env.get(RUN_TAG) and Path(env.get("EBOOKSTORE_HOME", "")) == Path(home):
+            mine.append(proc)
+    return processes.stop(mine, timeout)

@@ -1,0 +1,75 @@
+"""Workers of the store: RQ's own `Worker` (strict order) and a weighted one.
+
+RQ reads a worker's queues in strict order: while `critical` has jobs, `low`
+waits — possibly forever. Sidekiq's weights (`-q critical,3 -q default,2 -q
+low,1`) instead pick the queue to look at first at random, in proportion to
+its weight, for every job. `WeightedWorker` does the same, the way RQ's own
+`RandomWorker` shuffles its queues: by reordering them after each job.
+"""
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+from rq import Worker
+
+from . import queues
+from .config import Settings
+
+
+def weighted_order(items: list, weights: list[int], rng: random.Random = random) -> list:
+    """`items` in a random order where an item of weight w comes first w/total of the time.
+
+    It is Sidekiq's rule: put each queue name in a list `weight` times, shuffle,
+    keep the first occurrence of each.
+    """
+    pool = [i for i, weight in enumerate(weights) for _ in range(weight)]
+    rng.shuffle(pool)
+    order = list(dict.fromkeys(pool))
+    return [items[i] for i in order]
+
+
+class WeightedWorker(Worker):
+    """An RQ worker that reads its queues in weighted random order (see queues.toml)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        weights = queues.load_config().weights
+        # Queues missing from the file count with weight 1.
+        self.queue_weights = [weights.get(q.name, 1) for q in self.queues]
+        self.reorder_queues(reference_queue=None)
+
+    def reorder_queues(self, reference_queue):
+        self._ordered_queues = weighted_order(self.queues, self.queue_weights)
+
+
+def rq_executable() -> str:
+    """The `rq` command of this Python environment (not whichever is first on PATH)."""
+    return str(Path(sys.executable).parent / "rq")
+
+
+def worker_argv(settings: Settings, name: str, queue_names: list[str] | None = None, *,
+                weighted: bool = False, burst: bool = False, with_scheduler: bool = False,
+                simple: bool = False, extra: list[str] | None = None) -> list[str]:
+    """The `rq worker …` command line of a store worker.
+
+    `name` appears in the command line, so `pgrep -f NAME` finds exactly this worker.
+    """
+    if simple:
+        worker_class = "rq.SimpleWorker"
+    else:
+        worker_class = "ebookstore.workers.WeightedWorker" if weighted else "rq.Worker"
+    argv = [
+        rq_executable(), "worker",
+        *(queue_names or queues.load_config().names),
+        "--url", settings.redis_url,
+        "--serializer", "json",
+        "--worker-class", worker_class,
+        "--name", name,
+    ]
+    if burst:
+        argv.append("--burst")
+    if with_scheduler:
+        argv.append("--with-scheduler")
+    return argv + list(extra or [])
