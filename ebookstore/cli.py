@@ -58,7 +58,7 @@ def cmd_down(args, settings: Settings) -> int:
 
 
 def cmd_status(args, settings: Settings) -> int:
-    procs = [p for p in psutil.process_iter() if _home_of(p) == settings.home]
+    procs = [p for p in psutil.process_iter() if _home_of(p) == settings.home and p.pid != os.getpid()]
     if not procs:
         print("no course process is running (start them with: ebookstore up)")
         return 0
@@ -81,13 +81,36 @@ def cmd_worker(args, settings: Settings) -> int:
     name = args.name or f"cli.worker-{os.getpid()}"
     argv = workers.worker_argv(settings, name, args.queues.split(",") if args.queues else None,
                                weighted=args.weighted, burst=args.burst, with_scheduler=args.with_scheduler)
-    env = Stack(settings, tag=new_tag("cli"), stop_at_exit=False).env("worker")
+    stack = Stack(settings, tag=os.environ.get(RUN_TAG) or new_tag("cli"), stop_at_exit=False)
+    env = stack.env("worker")
+    _wait_for_redis(stack)
     print(" ".join(argv), flush=True)
     os.execve(argv[0], argv, env)
 
 
+def cmd_redis(args, settings: Settings) -> int:
+    """Replace this process with the course's redis-server (foreground, for the Procfile)."""
+    argv = redis_server.argv(settings)
+    print(" ".join(argv), flush=True)
+    os.execv(argv[0], argv)
+
+
+def cmd_mail(args, settings: Settings) -> int:
+    """Replace this process with the SMTP catcher (aiosmtpd) filing into the Maildir."""
+    argv = Stack.mail_argv(settings)
+    mail.maildir(settings)
+    print(" ".join(argv), flush=True)
+    os.execv(argv[0], argv)
+
+
+def _wait_for_redis(stack: Stack, timeout: float = 30) -> None:
+    # Under honcho every process starts at once: give Redis time to come up.
+    wait_until(stack.ping, timeout, interval=0.2, what=f"Redis at {stack.settings.redis_url}")
+
+
 def cmd_cron(args, settings: Settings) -> int:
     from .cron import run
+    _wait_for_redis(Stack(settings, stop_at_exit=False))
     run(settings)
     return 0
 
@@ -147,6 +170,8 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", help="worker name (shows in ps and on the dashboard)")
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("cron", help="run the cron scheduler in the foreground").set_defaults(func=cmd_cron)
+    sub.add_parser("redis", help="run the course's redis-server in the foreground").set_defaults(func=cmd_redis)
+    sub.add_parser("mail", help="run the SMTP mail catcher in the foreground").set_defaults(func=cmd_mail)
     buy = sub.add_parser("buy", help="buy an ebook (as the web app would)")
     buy.add_argument("buyer_id", type=int)
     buy.add_argument("ebook_id", type=int)

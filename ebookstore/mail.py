@@ -103,7 +103,7 @@ def maildir(settings: Settings) -> mailbox.Maildir:
 
 
 def outbox(settings: Settings) -> list[dict]:
-    """Every delivered email, oldest first: to, subject, date and key."""
+    """Every delivered email, oldest first: to, subject, date, key, delivered (Unix time)."""
     found = []
     for message in maildir(settings):
         found.append({
@@ -111,5 +111,6 @@ def outbox(settings: Settings) -> list[dict]:
             "subject": message["Subject"],
             "date": parsedate_to_datetime(message["Date"]).isoformat(),
             "key": message["X-Ebookstore-Key"],
+            "delivered": message.get_date(),  # when it landed in the Maildir, to the microsecond
         })
-    return sorted(found, key=lambda m: m["date"])
+    return sorted(found, key=lambda m: m["delivered"])

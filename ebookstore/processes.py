@@ -123,30 +123,49 @@ def with_descendants(procs) -> list[psutil.Process]:
     return list(seen.values())
 
 
+def gone(proc: psutil.Process) -> bool:
+    """True once `proc` has exited. A zombie has exited too: only its parent's wait() is missing."""
+    try:
+        if proc.status() != psutil.STATUS_ZOMBIE:
+            return False
+        proc.wait(timeout=0)  # reap it if it is our own child
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
+        pass
+    return True
+
+
+def wait_gone(procs, timeout: float) -> list[psutil.Process]:
+    """Wait up to `timeout` s for `procs` to exit; return those still alive."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if not gone(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if not gone(p)]
+    return alive
+
+
 def stop(procs, timeout: float = 5.0, sig: int = signal.SIGTERM) -> dict[int, str]:
     """Send `sig` (SIGTERM: please finish and exit) to each process; SIGKILL those still alive after `timeout` s.
 
     Returns {pid: "exited" | "killed"}. A stopped (SIGSTOP) process cannot handle
     SIGTERM until it runs again, so it gets SIGCONT too.
     """
-    procs = [p for p in procs if p.pid != psutil.Process().pid]
-    outcome = {}
+    procs = [p for p in procs if p.pid != os.getpid()]
     for proc in procs:
         try:
             proc.send_signal(sig)
             proc.send_signal(signal.SIGCONT)
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for proc in procs:
-        outcome[proc.pid] = "exited"
+    alive = wait_gone(procs, timeout)
+    outcome = {proc.pid: "exited" for proc in procs}
     for proc in alive:
         try:
             proc.kill()
             outcome[proc.pid] = "killed"
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(alive, timeout=2)
+    wait_gone(alive, 2)
     return outcome
 
 

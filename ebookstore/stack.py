@@ -138,10 +138,14 @@ class Stack:
     def mail(self) -> psutil.Process:
         """An SMTP catcher (aiosmtpd) that stores what it receives in the store's Maildir."""
         mail.maildir(self.settings)  # aiosmtpd's Mailbox handler expects cur/ new/ tmp/
-        argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.settings.smtp_port}",
-                "-c", "aiosmtpd.handlers.Mailbox", str(self.settings.maildir)]
+        argv = self.mail_argv(self.settings)
         port = self.settings.smtp_port
         return self.start("mail", argv, ready=lambda: processes.port_open(port), port=port)
+
+    @staticmethod
+    def mail_argv(settings: Settings) -> list[str]:
+        return [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{settings.smtp_port}",
+                "-c", "aiosmtpd.handlers.Mailbox", str(settings.maildir)]
 
     # -- looking and stopping -------------------------------------------------
     def processes(self, name: str | None = None) -> list[psutil.Process]:

@@ -1,0 +1,34 @@
+"""Mail delivery: into the Maildir, or by real SMTP to the aiosmtpd catcher process."""
+import time
+
+from ebookstore import mail
+
+
+def purchase():
+    return {"id": 7, "title": "T", "price_cents": 1000, "commission_cents": 800, "ebook_id": 1,
+            "buyer_name": "Ada", "buyer_email": "ada@example.test",
+            "seller_name": "Cleo", "seller_email": "cleo@example.test"}
+
+
+def test_maildir_delivery_and_outbox(settings):
+    mail.deliver(mail.receipt_email(purchase()), settings)
+    mail.deliver(mail.commission_email(purchase()), settings)
+    box = mail.outbox(settings)
+    assert [(m["to"], m["key"]) for m in box] == [("ada@example.test", "purchase-7-receipt"),
+                                                  ("cleo@example.test", "purchase-7-commission")]
+    assert "$8.00" in mail.commission_email(purchase()).get_content()
+
+
+def test_delay_plays_a_slow_provider(settings):
+    slow = settings.replace(mail_delay=0.2)
+    started = time.perf_counter()
+    mail.deliver(mail.receipt_email(purchase()), slow)
+    assert 0.2 <= time.perf_counter() - started < 1.0
+
+
+def test_smtp_delivery_through_the_mail_catcher(settings, stack):
+    stack.mail()
+    via_smtp = settings.replace(smtp_url=f"smtp://127.0.0.1:{settings.smtp_port}")
+    mail.deliver(mail.receipt_email(purchase()), via_smtp)
+    box = mail.outbox(settings)
+    assert [m["subject"] for m in box] == ["Your receipt: T"]

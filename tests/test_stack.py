@@ -1,0 +1,77 @@
+"""The process runtime: run tags, whole-tree stops (the work-horse too), stop at exit."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import psutil
+
+from ebookstore import processes, queues
+from ebookstore.processes import wait_until
+from tests import jobfuncs
+
+
+def horse_of(stack):
+    """The worker's work-horse: a child in its own process group."""
+    worker = stack.processes("worker")[0]
+    return wait_until(lambda: next(iter(worker.children()), None), 10, what="a work-horse")
+
+
+def test_horse_has_its_own_process_group_and_the_run_tag(settings, stack, redis):
+    queues.get_queue("default", redis).enqueue(jobfuncs.nap, 30)
+    stack.worker("worker")
+    horse = horse_of(stack)
+    worker = stack.processes("worker")[0]
+    assert os.getpgid(horse.pid) == horse.pid != os.getpgid(worker.pid)
+    assert processes.environ(horse)[processes.RUN_TAG] == stack.tag
+
+
+def test_stop_finds_an_orphaned_horse_by_tag(settings, stack, redis):
+    queues.get_queue("default", redis).enqueue(jobfuncs.nap, 30)
+    stack.worker("worker")
+    horse = horse_of(stack)
+    worker = stack.processes("worker")[0]
+    worker.kill()  # SIGKILL the worker alone: the horse lives on, re-parented
+    wait_until(lambda: horse.ppid() != worker.pid, 5, what="re-parenting")
+    assert horse.is_running() and horse in stack.processes()
+    outcome = stack.stop()
+    assert horse.pid in outcome
+    assert processes.gone(horse)
+
+
+def test_a_stack_stops_its_processes_at_interpreter_exit(settings):
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from ebookstore.config import Settings
+        from ebookstore.stack import Stack
+        stack = Stack(Settings.from_env(home=Path({str(settings.home)!r}), redis_port={processes.free_port()}),
+                      tag={os.environ['EBOOKSTORE_TEST_TAG_PREFIX'] + '-atexit'!r})
+        stack.redis()
+        stack.worker("worker")
+        print(len(stack.processes()))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 2  # redis and the worker ran
+    assert processes.tagged(os.environ["EBOOKSTORE_TEST_TAG_PREFIX"] + "-atexit") == []
+
+
+def test_start_error_shows_the_log(settings, stack):
+    try:
+        stack.start("broken", [sys.executable, "-c", "import sys; print('cannot work'); sys.exit(3)"],
+                    ready=lambda: False, timeout=5)
+    except Exception as error:
+        assert "exited with status 3" in str(error) and "cannot work" in str(error)
+    else:
+        raise AssertionError("a process that exits at once must not count as started")
+
+
+def test_ps_rows_show_state_letters(stack):
+    sleeper = stack.start("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"])
+    wait_until(lambda: processes.ps_rows([sleeper])[0]["stat"] == "S", 5, what="sleep")
+    sleeper.suspend()
+    wait_until(lambda: processes.ps_rows([sleeper])[0]["stat"] == "T", 5, what="stop")
+    assert processes.STATE_NAMES["T"] == "stopped"
+    stack.stop("sleeper", timeout=2)  # a stopped process still gets SIGTERM handled (SIGCONT)
+    assert processes.gone(sleeper)
+    assert "STAT" in processes.format_rows(processes.ps_rows([psutil.Process()]))

@@ -1,0 +1,79 @@
+"""The web app: JSON API, purchase flow, dashboard behind basic auth (a real Redis)."""
+import base64
+import time
+
+import pytest
+
+from ebookstore import queues, store
+from ebookstore.web import create_app, dashboard_credentials
+
+
+@pytest.fixture
+def client(settings):
+    return create_app(settings).test_client()
+
+
+def auth(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def queued(redis) -> int:
+    return sum(queues.get_queue(n, redis).count for n in queues.load_config().names)
+
+
+def test_lists_seeded_ebooks_and_users(client):
+    ebooks, users = client.get("/api/ebooks").json, client.get("/api/users").json
+    assert [e["title"] for e in ebooks] == [t for _, t, _ in store.DEMO_EBOOKS]
+    assert len(users) == len(store.DEMO_USERS)
+    assert b"Buy" in client.get("/").data
+
+
+def test_purchase_answers_201_and_enqueues_its_job(client, redis):
+    started = time.perf_counter()
+    response = client.post("/api/purchases", json={"buyer_id": 2, "ebook_id": 4})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 201
+    body = response.json
+    assert body["ebook_id"] == 4 and body["buyer_id"] == 2 and len(body["jobs"]) == 1
+    assert queues.get_queue("critical", redis).job_ids == body["jobs"]
+    assert elapsed < 0.5
+    assert client.get(f"/api/purchases/{body['id']}").json["title"] == "The Little Book of Queues"
+    assert client.get("/api/purchases/999").status_code == 404
+
+
+@pytest.mark.parametrize("payload, status", [
+    ({"buyer_id": 1, "ebook_id": 999}, 404),
+    ({"buyer_id": 999, "ebook_id": 1}, 404),
+    ({"buyer_id": 3, "ebook_id": 1}, 422),
+    ({"buyer_id": "1", "ebook_id": 1}, 400),
+    ({"buyer_id": 1}, 400),
+    ([1, 2], 400),
+])
+def test_bad_purchases_answer_4xx_and_enqueue_nothing(client, redis, payload, status):
+    response = client.post("/api/purchases", json=payload)
+    assert response.status_code == status
+    assert "error" in response.json
+    assert queued(redis) == 0
+
+
+def test_malformed_body_is_400(client, redis):
+    response = client.post("/api/purchases", data="{not json", content_type="application/json")
+    assert response.status_code == 400 and queued(redis) == 0
+
+
+def test_dashboard_requires_credentials(client, settings):
+    assert client.get("/jobs/").status_code == 401
+    assert client.get("/jobs/", headers=auth("tutor", "wrong")).status_code == 401
+    assert client.get("/jobs/", headers=auth("tutor", "test-password")).status_code == 200
+    client.post("/api/purchases", json={"buyer_id": 1, "ebook_id": 1})
+    data = client.get("/jobs/0/data/queues.json", headers=auth("tutor", "test-password")).json
+    critical = next(q for q in data["queues"] if q["name"] == "critical")
+    assert critical["count"] == 1  # the dashboard reads our JSON-serialized queue
+
+
+def test_generated_dashboard_password_is_kept(settings):
+    unset = settings.replace(dashboard_user=None, dashboard_password=None)
+    user, password = dashboard_credentials(unset)
+    assert user == "admin" and len(password) >= 12
+    assert dashboard_credentials(unset) == (user, password)
+    assert (settings.home / "dashboard-password").stat().st_mode & 0o077 == 0
