@@ -1,0 +1,66 @@
+"""Checks of exercise 03: a job function with a primitive argument, enqueue and enqueue_in."""
+import json
+import zlib
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+
+from rq.registry import ScheduledJobRegistry
+
+from ebookstore import queues
+from ebookstore.grading import Fail
+
+
+def run_worker(ctx, name="worker"):
+    """Run a real non-forking RQ worker until the queues are empty; return its log."""
+    ctx.stack.worker(name, burst=True, simple=True).wait(timeout=10)
+    return ctx.stack.log(name, 40)
+
+
+def enqueues_a_json_job_on_default(ctx):
+    """enqueue_price_tag puts price_tag(ebook_id) on "default", as JSON"""
+    job = ctx.learner("enqueue_price_tag")(ctx.redis, 2)
+    if job is None or not hasattr(job, "id"):
+        raise Fail("return the Job that enqueue gave you")
+    if job.origin != "default":
+        raise Fail(f"the job went to queue {job.origin!r}; it belongs on 'default'")
+    if not job.func_name.endswith(".price_tag") or job.func_name.startswith("__main__"):
+        raise Fail(f"the job runs {job.func_name!r}: enqueue the price_tag function of the exercise module")
+    try:
+        data = json.loads(zlib.decompress(ctx.redis.hget(job.key, "data")))
+    except ValueError:
+        raise Fail("the job is not JSON: create the Queue with serializer=JSONSerializer") from None
+    if data[2] != [2]:
+        raise Fail(f"the job's arguments are {data[2]!r}: pass the ebook's id, and only the id")
+
+
+def price_tag_reads_current_data(ctx):
+    """price_tag, run by a worker, reads the price when it runs"""
+    job = ctx.learner("enqueue_price_tag")(ctx.redis, 2)
+    with closing(ctx.db()) as conn:  # the price changes after the enqueue, before the job runs
+        conn.execute("UPDATE ebooks SET price_cents = 4242 WHERE id = 2")
+    log = run_worker(ctx)
+    job.refresh()
+    if job.get_status() != "finished":
+        raise Fail(f"the job {job.get_status()} in the worker; the worker's log ends:\n{log[-500:]}")
+    result = job.latest_result().return_value
+    if result != "Redis for the Impatient: $42.42":
+        raise Fail(f"price_tag(2) returned {result!r}; expected the title and the price at run time, "
+                   "like 'Redis for the Impatient: $42.42'")
+
+
+def schedules_a_job(ctx):
+    """schedule_price_tag makes the job wait in the ScheduledJobRegistry"""
+    before = datetime.now(timezone.utc)
+    job = ctx.learner("schedule_price_tag")(ctx.redis, 3, 30)
+    queue = queues.get_queue("default", ctx.redis)
+    registry = ScheduledJobRegistry(queue=queue)
+    if job is None or job.id not in registry.get_job_ids():
+        raise Fail("the job must wait in the 'default' queue's ScheduledJobRegistry: use enqueue_in")
+    if queue.count:
+        raise Fail("a scheduled job must not be in the queue yet")
+    due = registry.get_scheduled_time(job.id)
+    if abs((due - (before + timedelta(seconds=30))).total_seconds()) > 2:
+        raise Fail(f"the job is due at {due:%H:%M:%S}, not 30 s from now")
+
+
+CHECKS = [enqueues_a_json_job_on_default, price_tag_reads_current_data, schedules_a_job]

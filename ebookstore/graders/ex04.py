@@ -1,0 +1,104 @@
+"""Checks of exercise 04: the purchase commits, then a job on "critical" sends its emails."""
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+
+from redis import Redis
+from rq.registry import ScheduledJobRegistry
+
+from ebookstore import mail, queues, store
+from ebookstore.grading import Fail
+from ebookstore.graders.ex03 import run_worker
+
+
+class WatchedRedis(Redis):
+    """A real Redis client that notes, at each command, whether the purchase is committed yet."""
+
+    def watch_commits(self, database):
+        self.database, self.committed_at_call = database, []
+        return self
+
+    def _note(self):
+        with closing(store.connect(self.database)) as other:  # another connection, like a worker's
+            self.committed_at_call.append(other.execute("SELECT COUNT(*) FROM purchases").fetchone()[0])
+
+    def execute_command(self, *args, **options):
+        self._note()
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, *args, **kwargs):
+        self._note()
+        return super().pipeline(*args, **kwargs)
+
+
+def _queued(ctx):
+    return {n: queues.get_queue(n, ctx.redis).job_ids for n in ("critical", "default", "low")}
+
+
+def buy_enqueues_and_answers_at_once(ctx):
+    """buy records the purchase, queues one job on "critical", sends nothing itself"""
+    with closing(ctx.db()) as conn:
+        purchase = ctx.learner("buy")(conn, ctx.redis, 1, 3)
+    if not isinstance(purchase, dict) or "id" not in purchase:
+        raise Fail("return the purchase (what store.buy returns)")
+    if mail.outbox(ctx.settings):
+        raise Fail("buy sent emails itself: the buyer must not wait for them; a job sends them")
+    queued = _queued(ctx)
+    if len(queued["critical"]) != 1 or queued["default"] or queued["low"]:
+        raise Fail(f"expected exactly one job on 'critical'; the queues hold {queued}")
+    job = queues.get_queue("critical", ctx.redis).fetch_job(queued["critical"][0])
+    if not job.func_name.endswith(".purchase_notification") or list(job.args) != [purchase["id"]]:
+        raise Fail(f"the job is {job.func_name}{tuple(job.args)}: enqueue purchase_notification with "
+                   "the purchase's id")
+
+
+def enqueues_only_after_commit(ctx):
+    """the job is enqueued after the commit, and never for a failed purchase"""
+    buy = ctx.learner("buy")
+    ctx.redis  # start the check's Redis
+    watched = WatchedRedis.from_url(ctx.settings.redis_url).watch_commits(ctx.settings.database_path)
+    with closing(ctx.db()) as conn:
+        buy(conn, watched, 2, 3)
+        if not watched.committed_at_call or watched.committed_at_call[-1] == 0:
+            raise Fail("the job was enqueued while the transaction was still open: a worker could run it "
+                       "before the purchase is visible. Enqueue after COMMIT (store.buy's after_commit)")
+        for queue in queues.load_config().names:
+            queues.get_queue(queue, ctx.redis).empty()
+        try:
+            buy(conn, watched, 3, 1)  # a seller buying their own ebook
+        except store.PurchaseError:
+            pass
+        else:
+            raise Fail("buying your own ebook must fail (store.buy raises PurchaseError): let it raise")
+    if any(_queued(ctx).values()):
+        raise Fail("a purchase that failed queued a job: enqueue only once the purchase exists")
+
+
+def worker_sends_every_email(ctx):
+    """a worker running purchase_notification sends receipt, commission and statistics"""
+    with closing(ctx.db()) as conn:
+        purchase = ctx.learner("buy")(conn, ctx.redis, 2, 4)
+    log = run_worker(ctx)
+    box = mail.outbox(ctx.settings)
+    expected = {f"purchase-{purchase['id']}-{kind}" for kind in ("receipt", "commission", "statistics")}
+    if {m["key"] for m in box} != expected:
+        raise Fail(f"after the worker ran the outbox holds {[m['key'] for m in box]}, expected {sorted(expected)}. "
+                   f"Worker log:\n{log[-400:]}")
+    if {m["to"] for m in box} != {purchase["buyer_email"], purchase["seller_email"]}:
+        raise Fail("the receipt goes to the buyer, the other two to the seller")
+
+
+def schedules_the_statistics_report(ctx):
+    """schedule_statistics_report schedules statistics_report(period) on "low" """
+    at = datetime.now(timezone.utc) + timedelta(minutes=5)
+    job = ctx.learner("schedule_statistics_report")(ctx.redis, "weekly", at)
+    registry = ScheduledJobRegistry(queue=queues.get_queue("low", ctx.redis))
+    if job is None or job.id not in registry.get_job_ids():
+        raise Fail("the job must wait in the 'low' queue's ScheduledJobRegistry: use enqueue_at")
+    if job.func_name != "ebookstore.jobs.statistics_report" or list(job.args) != ["weekly"]:
+        raise Fail(f"the job is {job.func_name}{tuple(job.args)}: schedule ebookstore.jobs.statistics_report(period)")
+    if abs((registry.get_scheduled_time(job.id) - at).total_seconds()) > 1:
+        raise Fail("the job is not due at the time you were given")
+
+
+CHECKS = [buy_enqueues_and_answers_at_once, enqueues_only_after_commit, worker_sends_every_email,
+          schedules_the_statistics_report]

@@ -1,0 +1,57 @@
+"""Checks of exercise 05: where a job is (queue and registries), and the dashboard's counts."""
+import time
+
+from ebookstore import queues
+from ebookstore.grading import Fail
+from ebookstore.processes import wait_until
+
+
+def follows_a_job(ctx):
+    """where_is follows a job: queued, started, finished (and failed)"""
+    where_is = ctx.learner("where_is")
+    queue = queues.get_queue("default", ctx.redis)
+    slow = queue.enqueue(time.sleep, 1.0)
+    broken = queue.enqueue("ebookstore.reports.period_bounds", "hourly")  # raises ValueError
+    if where_is(ctx.redis, "default", slow.id) != "queued":
+        raise Fail(f"a job nobody has taken yet is 'queued' (it is in the queue's list); got "
+                   f"{where_is(ctx.redis, 'default', slow.id)!r}")
+    ctx.stack.worker("worker", ["default"], burst=True, simple=True)
+    seen = []
+
+    def state(job_id):
+        seen.append(where_is(ctx.redis, "default", job_id))
+        return seen[-1]
+    try:
+        wait_until(lambda: state(slow.id) == "started", 3, interval=0.02, what="started")
+    except TimeoutError:
+        raise Fail(f"while a worker runs it, the job is 'started' (StartedJobRegistry); you said {seen[-3:]}") from None
+    try:
+        wait_until(lambda: state(slow.id) == "finished", 4, interval=0.05, what="finished")
+        wait_until(lambda: state(broken.id) == "failed", 2, interval=0.05, what="failed")
+    except TimeoutError:
+        raise Fail(f"a job that ran is 'finished' (FinishedJobRegistry), one that raised is 'failed' "
+                   f"(FailedJobRegistry); you said {seen[-3:]}") from None
+    if where_is(ctx.redis, "default", "no-such-job") != "unknown":
+        raise Fail("a job id found nowhere is 'unknown'")
+
+
+def reads_the_dashboard(ctx):
+    """dashboard_counts reads the queue counts from the dashboard, with credentials"""
+    dashboard_counts = ctx.learner("dashboard_counts")
+    for name, n in (("critical", 1), ("low", 2)):
+        for _ in range(n):
+            queues.get_queue(name, ctx.redis).enqueue("ebookstore.jobs.daily_statistics")
+    ctx.stack.web()
+    base = f"{ctx.settings.web_url}/jobs"
+    counts = dashboard_counts(base, "tutor", "check-password")
+    if not isinstance(counts, dict) or counts.get("critical") != 1 or counts.get("low") != 2:
+        raise Fail(f"the dashboard shows critical 1, low 2; you returned {counts!r}")
+    try:
+        dashboard_counts(base, "tutor", "wrong password")
+    except Exception:
+        pass
+    else:
+        raise Fail("with a wrong password the dashboard answers 401: let that error reach the caller")
+
+
+CHECKS = [follows_a_job, reads_the_dashboard]

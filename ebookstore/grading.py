@@ -1,0 +1,183 @@
+"""The grader: `check("ex04")` in a notebook, `ebookstore check ex04 [--solutions]` in a shell.
+
+Each exercise has a list of checks (ebookstore/graders/exNN.py). A check runs
+the learner's code for real — a Redis of its own on a free port, real worker
+processes, the real store and Maildir in a throwaway state folder — and either
+passes or raises `Fail` with a hint that teaches without giving the answer.
+Every process started during a check (by the grader or by the learner's code,
+which inherits the run tag) is stopped when the check ends.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from . import processes, queues, store
+from .config import PROJECT_ROOT, Settings
+from .stack import Stack, new_tag
+
+EXERCISES = {  # exercise id -> module name in exercises/ and solutions/
+    "ex01": "ex01_why_background_jobs",
+    "ex02": "ex02_redis_and_rq_setup",
+    "ex03": "ex03_creating_jobs",
+    "ex04": "ex04_async_purchase_notifications",
+    "ex05": "ex05_running_workers_and_dashboard",
+}
+
+
+class Fail(AssertionError):
+    """A check did not pass; the message is the hint shown to the learner."""
+
+
+@dataclasses.dataclass
+class Result:
+    exercise: str
+    name: str
+    passed: bool
+    hint: str
+    seconds: float
+
+    def line(self) -> str:
+        mark = "✓" if self.passed else "✗"
+        text = f"{mark} {self.exercise} {self.name}"
+        return text if self.passed else f"{text}\n    hint: {self.hint}"
+
+
+class Context:
+    """What a check gets: the learner's module, settings, a Stack, a Redis connection."""
+
+    def __init__(self, exercise: str, module, home: Path, tag: str):
+        self.exercise, self.module = exercise, module
+        self.settings = Settings.from_env(
+            home=home, redis_port=processes.free_port(), web_port=processes.free_port(),
+            smtp_port=processes.free_port(), external_redis_url=None, smtp_url=None, mail_delay=0.0,
+            dashboard_user="tutor", dashboard_password="check-password",
+        )
+        self.stack = Stack(self.settings, tag=tag, stop_at_exit=False)
+        self._redis = None
+
+    @property
+    def redis(self):
+        """A connection to a Redis of the check's own (started on first use)."""
+        if self._redis is None:
+            self.stack.redis()
+            self._redis = queues.connect(self.settings)
+        return self._redis
+
+    def db(self):
+        return store.connect(self.settings.database_path)
+
+    def learner(self, name: str):
+        """The learner's function `name`, or a Fail that says which one is missing."""
+        func = getattr(self.module, name, None)
+        if func is None:
+            raise Fail(f"{self.module.__name__} has no `{name}`: keep the names of the exercise file")
+        return func
+
+
+def exercise_module(exercise: str, solutions: bool):
+    """Import (afresh: the learner edits the file between checks) exercises/ or solutions/ exNN."""
+    package = "solutions" if solutions else "exercises"
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    name = f"{package}.{EXERCISES[exercise]}"
+    if name in sys.modules:
+        return importlib.reload(sys.modules[name])
+    return importlib.import_module(name)
+
+
+def _describe(error: BaseException, module) -> str:
+    if isinstance(error, Fail):
+        return str(error)
+    if isinstance(error, NotImplementedError):
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        return f"`{frame.name}` is not written yet (it raises NotImplementedError)"
+    where = ""
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if module is not None and frame.filename == getattr(module, "__file__", None):
+            where = f" at line {frame.lineno} of {Path(frame.filename).name}"
+            break
+    return f"your code raised {type(error).__name__}: {error}{where}"
+
+
+def run_exercise(exercise: str, solutions: bool | None = None) -> list[Result]:
+    """Run every check of `exercise`; never raises for a failing check."""
+    from .graders import CHECKS
+    if exercise not in EXERCISES:
+        raise ValueError(f"unknown exercise {exercise!r}: choose from {', '.join(EXERCISES)}")
+    solutions = Settings.from_env().solutions if solutions is None else solutions
+    results = []
+    previous_tag = os.environ.get(processes.RUN_TAG)
+    with tempfile.TemporaryDirectory(prefix=f"check-{exercise}-") as home:
+        tag = new_tag(f"{os.environ.get('EBOOKSTORE_TEST_TAG_PREFIX', 'check')}-{exercise}")
+        # Processes the learner's code starts inherit our environment: give them the
+        # tag, so that the clean-up below finds them too.
+        os.environ[processes.RUN_TAG] = tag
+        try:
+            try:
+                module = exercise_module(exercise, solutions)
+            except Exception as error:  # a syntax error in the learner's file, say
+                return [Result(exercise, "imports", False, _describe(error, None), 0.0)]
+            for check in CHECKS[exercise]:
+                context = Context(exercise, module, Path(home) / check.__name__, tag)
+                started = time.perf_counter()
+                try:
+                    check(context)
+                    passed, hint = True, ""
+                except Exception as error:
+                    passed, hint = False, _describe(error, module)
+                finally:
+                    context.stack.stop(timeout=2)
+                name = (check.__doc__ or check.__name__).strip().splitlines()[0]
+                results.append(Result(exercise, name, passed, hint, time.perf_counter() - started))
+        finally:
+            if previous_tag is None:
+                os.environ.pop(processes.RUN_TAG, None)
+            else:
+                os.environ[processes.RUN_TAG] = previous_tag
+    return results
+
+
+def check(*exercises: str, solutions: bool | None = None) -> bool:
+    """Grade exercises in a notebook: one ✓/✗ line per check.
+
+    In solutions mode (EBOOKSTORE_SOLUTIONS=1) a ✗ raises, so that a notebook
+    run fails; for a learner it only prints the hints.
+    """
+    solutions = Settings.from_env().solutions if solutions is None else solutions
+    results = [r for exercise in exercises for r in run_exercise(exercise, solutions)]
+    for result in results:
+        print(result.line())
+    passed = all(r.passed for r in results)
+    print(("All checks pass." if passed else "Not yet: read the hints above, edit the exercise file, run the check again.")
+          + f" ({sum(r.seconds for r in results):.1f} s)")
+    if solutions and not passed:
+        raise AssertionError("a check failed in solutions mode")
+    return passed
+
+
+def run_cli(exercises: list[str], solutions: bool, all_: bool = False) -> int:
+    """`ebookstore check`: exit status 0 only when every check passes."""
+    chosen = exercises or list(EXERCISES)
+    failed = 0
+    summary = []
+    for exercise in chosen:
+        results = run_exercise(exercise, solutions)
+        ok = sum(r.passed for r in results)
+        failed += len(results) - ok
+        summary.append((exercise, ok, len(results)))
+        if not all_:
+            for result in results:
+                print(result.line())
+    if all_ or len(chosen) > 1:
+        print("progress:")
+        for exercise, ok, total in summary:
+            mark = "✓" if ok == total else "✗"
+            print(f"  {mark} {exercise} {EXERCISES[exercise]:<38} {ok}/{total} checks")
+    return 1 if failed else 0

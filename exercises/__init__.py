@@ -1,0 +1,1 @@
+"""Your exercises: edit these files, then run the check cell of the matching notebook."""

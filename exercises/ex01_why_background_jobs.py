@@ -1,0 +1,27 @@
+"""Exercise 01 — why background jobs: time a purchase that sends its emails inline.
+
+Notebook: notebooks/01_why_background_jobs.ipynb · check: check("ex01") or `ebookstore check ex01`
+"""
+import time
+
+from ebookstore import mail, reports, store
+from ebookstore.config import Settings
+
+
+def stopwatch(func, *args, **kwargs) -> tuple[object, float]:
+    """Call `func(*args, **kwargs)` and return (its result, the seconds it took).
+
+    Use a monotonic clock made for measuring durations.
+    """
+    raise NotImplementedError  # your code here
+
+
+def inline_purchase(conn, settings: Settings, buyer_id: int, ebook_id: int) -> dict:
+    """Chapter III's purchase: record it, then send its three emails before returning.
+
+    Record the purchase with `store.buy`, then deliver the receipt, the
+    commission email and the ebook statistics email with `mail.deliver`
+    (builders are in ebookstore.mail, the statistics in ebookstore.reports).
+    Return the purchase. The buyer waits for every email: that is the problem.
+    """
+    raise NotImplementedError  # your code here

@@ -1,0 +1,30 @@
+"""Exercise 05 — running workers and the dashboard: follow a job from queued to finished.
+
+Notebook: notebooks/05_running_workers_and_dashboard.ipynb · check: check("ex05") or `ebookstore check ex05`
+"""
+import base64
+import json
+import urllib.request
+
+from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+
+
+def where_is(redis: Redis, queue_name: str, job_id: str) -> str:
+    """Where job `job_id` of queue `queue_name` is now: "queued", "started", "finished", "failed" or "unknown".
+
+    Answer from the queue itself and its registries (StartedJobRegistry,
+    FinishedJobRegistry, FailedJobRegistry), not from the job's status field:
+    the registries are what the dashboard and the workers look at.
+    """
+    raise NotImplementedError  # your code here
+
+
+def dashboard_counts(base_url: str, user: str, password: str) -> dict[str, int]:
+    """{queue name: jobs waiting} as the dashboard shows it, read from its JSON endpoint.
+
+    The dashboard at `base_url` (e.g. http://127.0.0.1:8808/jobs) serves
+    /0/data/queues.json behind basic authentication. Time out after 5 seconds.
+    """
+    raise NotImplementedError  # your code here

@@ -1,0 +1,1 @@
+"""Solved exercises, for tutors: same file names and signatures as exercises/."""

@@ -1,0 +1,118 @@
+"""Every grader check fails on the untouched stub and passes on the solution, each within 3 s."""
+import importlib
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ebookstore import grading
+from ebookstore.graders import CHECKS
+
+EXERCISES = list(grading.EXERCISES)
+EBOOKSTORE = str(Path(sys.executable).parent / "ebookstore")
+
+
+def test_every_exercise_has_checks_a_stub_and_a_solution():
+    assert set(CHECKS) == set(grading.EXERCISES)
+    for exercise, module in grading.EXERCISES.items():
+        stub = importlib.import_module(f"exercises.{module}")
+        solution = importlib.import_module(f"solutions.{module}")
+        stub_functions = dict(inspect.getmembers(stub, inspect.isfunction))
+        public = {n: f for n, f in inspect.getmembers(solution, inspect.isfunction) if f.__module__ == solution.__name__}
+        for name, func in public.items():
+            assert name in stub_functions, f"{exercise}: the stub lacks {name}"
+            assert inspect.signature(stub_functions[name]) == inspect.signature(func), f"{exercise}.{name}"
+            assert stub_functions[name].__doc__ == func.__doc__, f"{exercise}.{name}: same docstring"
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_every_check_fails_on_the_stub(exercise):
+    results = grading.run_exercise(exercise, solutions=False)
+    assert len(results) == len(CHECKS[exercise])
+    passed = [r.name for r in results if r.passed]
+    assert passed == [], f"checks that pass on the untouched stub cannot fail: {passed}"
+    assert all(r.hint for r in results)
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_every_check_passes_on_the_solution_within_3_s(exercise):
+    results = grading.run_exercise(exercise, solutions=True)
+    failed = [(r.name, r.hint) for r in results if not r.passed]
+    assert failed == []
+    slow = [(r.name, round(r.seconds, 2)) for r in results if r.seconds > 3]
+    assert slow == []
+
+
+def test_cli_exit_status_follows_the_checks():
+    learner = subprocess.run([EBOOKSTORE, "check", "ex01"], capture_output=True, text=True, timeout=60)
+    assert learner.returncode == 1 and "✗ ex01" in learner.stdout and "hint:" in learner.stdout
+    assert "Traceback" not in learner.stdout + learner.stderr
+    tutor = subprocess.run([EBOOKSTORE, "check", "ex01", "--solutions"], capture_output=True, text=True, timeout=60)
+    assert tutor.returncode == 0 and "✗" not in tutor.stdout
+    summary = subprocess.run([EBOOKSTORE, "check", "--all", "--solutions"], capture_output=True, text=True, timeout=120)
+    assert summary.returncode == 0 and summary.stdout.count("✓ ex") == len(EXERCISES)
+
+
+def test_notebook_check_prints_hints_for_learners_and_raises_in_solutions_mode(capsys, monkeypatch):
+    assert grading.check("ex01", solutions=False) is False  # a learner sees hints, not a traceback
+    assert "hint:" in capsys.readouterr().out
+    # Grade the stub as if it were the solution: in solutions mode a ✗ must fail the notebook run.
+    real = grading.exercise_module
+    monkeypatch.setattr(grading, "exercise_module", lambda exercise, solutions: real(exercise, False))
+    with pytest.raises(AssertionError):
+        grading.check("ex01", solutions=True)
+
+
+def grade_source(tmp_path, monkeypatch, exercise, source):
+    """Grade `source` as the learner's exercise file (in a throwaway exercises/ package)."""
+    package = tmp_path / "exercises"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / f"{grading.EXERCISES[exercise]}.py").write_text(source)
+    monkeypatch.setattr(grading, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    for name in [m for m in sys.modules if m == "exercises" or m.startswith("exercises.")]:
+        monkeypatch.delitem(sys.modules, name)
+    return {r.name: r for r in grading.run_exercise(exercise, solutions=False)}
+
+
+def solution_source(exercise):
+    return (Path(grading.PROJECT_ROOT) / "solutions" / f"{grading.EXERCISES[exercise]}.py").read_text()
+
+
+def test_a_broken_exercise_file_gives_one_line_not_a_traceback(tmp_path, monkeypatch):
+    results = grade_source(tmp_path, monkeypatch, "ex01", "def stopwatch(:\n")
+    assert list(results) == ["imports"] and "SyntaxError" in results["imports"].hint
+
+
+def test_ex04_catches_an_enqueue_inside_the_transaction(tmp_path, monkeypatch):
+    wrong = solution_source("ex04").replace(
+        "    return store.buy(conn, buyer_id, ebook_id,\n"
+        "                     after_commit=lambda purchase: critical.enqueue(purchase_notification, purchase[\"id\"]))",
+        "    with store.transaction(conn):\n"
+        "        cursor = conn.execute(\"INSERT INTO purchases (buyer_id, ebook_id, price_cents, commission_cents,\"\n"
+        "                              \" created_at) VALUES (?, ?, 100, 80, '2026')\", (buyer_id, ebook_id))\n"
+        "        critical.enqueue(purchase_notification, cursor.lastrowid)  # too early\n"
+        "    return store.get_purchase(conn, cursor.lastrowid)")
+    assert "too early" in wrong
+    results = grade_source(tmp_path, monkeypatch, "ex04", wrong)
+    after_commit = results["the job is enqueued after the commit, and never for a failed purchase"]
+    assert not after_commit.passed and "COMMIT" in after_commit.hint
+
+
+def test_ex03_catches_a_pickled_job(tmp_path, monkeypatch):
+    wrong = solution_source("ex03").replace(
+        'return Queue("default", connection=redis, serializer=JSONSerializer).enqueue(price_tag, ebook_id)',
+        'return Queue("default", connection=redis).enqueue(price_tag, ebook_id)')
+    results = grade_source(tmp_path, monkeypatch, "ex03", wrong)
+    json_check = results['enqueue_price_tag puts price_tag(ebook_id) on "default", as JSON']
+    assert not json_check.passed and "JSONSerializer" in json_check.hint
+
+
+def test_ex02_catches_a_redis_without_persistence(tmp_path, monkeypatch):
+    wrong = solution_source("ex02").replace('"--appendonly", "yes", ', "")
+    results = grade_source(tmp_path, monkeypatch, "ex02", wrong)
+    redis_check = results["start_redis: 127.0.0.1 only, the given port and folder, append-only"]
+    assert not redis_check.passed and "append-only" in redis_check.hint
