@@ -12,7 +12,6 @@ from contextlib import closing
 
 import psutil
 from redis.exceptions import RedisError
-from rq import Worker
 
 from . import jobs, mail, processes, queues, redis_server, store, workers
 from .config import Settings
@@ -29,12 +28,9 @@ def cmd_up(args, settings: Settings) -> int:
     try:
         stack.redis()
         stack.mail()
-        stack.worker("worker", weighted=args.weighted, with_scheduler=True)
+        stack.worker("worker", weighted=args.weighted, with_scheduler=True, wait_ready=True)
         stack.cron()
         stack.web()
-        connection = queues.connect(settings)
-        wait_until(lambda: f"{stack.tag}.worker" in {w.name for w in Worker.all(connection=connection)},
-                   15, what="the worker to register")
     except Exception:
         stack.stop()
         raise

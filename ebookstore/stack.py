@@ -119,11 +119,20 @@ class Stack:
 
     def worker(self, name: str = "worker", queue_names: list[str] | None = None, *,
                weighted: bool = False, burst: bool = False, with_scheduler: bool = False,
-               simple: bool = False, extra: list[str] | None = None, env: dict | None = None) -> psutil.Process:
-        """Start an `rq worker` named `<tag>.<name>` on the store's queues."""
-        argv = workers.worker_argv(self.settings, f"{self.tag}.{name}", queue_names, weighted=weighted,
+               simple: bool = False, extra: list[str] | None = None, env: dict | None = None,
+               wait_ready: bool = False) -> psutil.Process:
+        """Start an `rq worker` named `<tag>.<name>` on the store's queues.
+
+        `wait_ready`: return only once the worker has registered in Redis (as the dashboard sees it).
+        """
+        full_name = f"{self.tag}.{name}"
+        argv = workers.worker_argv(self.settings, full_name, queue_names, weighted=weighted,
                                    burst=burst, with_scheduler=with_scheduler, simple=simple, extra=extra)
-        return self.start(name, argv, env=env)
+        ready = None
+        if wait_ready:
+            connection = Redis.from_url(self.settings.redis_url, socket_timeout=2)
+            ready = lambda: connection.exists(f"rq:worker:{full_name}")  # noqa: E731
+        return self.start(name, argv, env=env, ready=ready)
 
     def cron(self, env: dict | None = None) -> psutil.Process:
         return self.start("cron", [sys.executable, "-m", "ebookstore.cron"], env=env)

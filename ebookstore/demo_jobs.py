@@ -1,0 +1,57 @@
+"""Small jobs the notebooks use to show how RQ behaves (the store's real jobs are in jobs.py).
+
+They live in a module, not in a notebook, because a worker imports a job's
+function by its dotted name: `ebookstore.demo_jobs.nap`.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import closing
+
+from . import mail, store
+from .config import Settings
+
+
+def nap(seconds: float) -> float:
+    """Sleep, then return how long: a stand-in for slow work."""
+    time.sleep(seconds)
+    return seconds
+
+
+def spin(seconds: float) -> int:
+    """Keep the CPU busy for `seconds` (a process in state R); return the loop count."""
+    deadline, count = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        count += 1
+    return count
+
+
+def describe_ebook(ebook: dict) -> str:
+    """The anti-pattern: the job gets a copy of the ebook, frozen at enqueue time."""
+    return f"{ebook['title']}: {mail.money(ebook['price_cents'])}"
+
+
+def describe_ebook_by_id(ebook_id: int) -> str:
+    """The fix: the job gets an id and reads the ebook when it runs."""
+    with closing(store.connect(Settings.from_env().database_path)) as conn:
+        ebook = next(e for e in store.ebooks(conn) if e["id"] == ebook_id)
+    return describe_ebook(ebook)
+
+
+def flaky(key: str, failures: int) -> str:
+    """Fail the first `failures` times it runs for `key` (a file counts the attempts), then succeed."""
+    counter = Settings.from_env().home / "flaky" / key
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    attempt = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(attempt))
+    if attempt <= failures:
+        raise ConnectionError(f"mail provider unreachable (attempt {attempt})")
+    return f"succeeded on attempt {attempt}"
+
+
+def who_am_i() -> dict:
+    """The PID and process group of the process running the job (the work-horse)."""
+    return {"pid": os.getpid(), "pgid": os.getpgid(0), "parent": os.getppid(),
+            "sigterm_handler": str(signal.getsignal(signal.SIGTERM))}
