@@ -6,10 +6,6 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# A throwaway state folder and free ports for the test run, so it never touches
-# the learner's var/ or a running `ebookstore up`.
-TEST_HOME := $(shell mktemp -d -u /tmp/ebookstore-test.XXXXXX)
-
 .PHONY: lab test setup bench clean
 
 $(BIN)/activate:
@@ -27,11 +23,9 @@ setup: $(VENV)/.installed
 lab: setup
 	$(BIN)/jupyter lab --ip 127.0.0.1 notebooks/
 
-# Unit and integration tests, then every notebook in solutions mode (nbmake).
+# Unit and integration tests, then every notebook in solutions mode (nbmake; see conftest.py).
 test: setup
-	$(BIN)/python -m pytest -p no:cacheprovider tests
-	EBOOKSTORE_SOLUTIONS=1 EBOOKSTORE_HOME=$(TEST_HOME) $(BIN)/python -m tests.notebook_env \
-		$(BIN)/python -m pytest -p no:cacheprovider --nbmake --nbmake-timeout=60 notebooks/
+	$(BIN)/python -m pytest -p no:cacheprovider --durations=20 --nbmake --nbmake-timeout=60 tests notebooks
 
 clean:
 	rm -rf $(VENV) var

@@ -27,6 +27,19 @@ def pytest_configure(config):
         "EBOOKSTORE_TEST_TAG_PREFIX": TAG_PREFIX,
     })
     os.environ.pop("REDIS_URL", None)
+    if os.environ.get("EBOOKSTORE_SOLUTIONS") != "1":
+        os.environ.pop("EBOOKSTORE_SOLUTIONS", None)
+
+
+def pytest_runtest_setup(item):
+    # Notebooks run in solutions mode: their check cells grade solutions/ and fail the run on a ✗.
+    if item.path.suffix == ".ipynb":
+        os.environ["EBOOKSTORE_SOLUTIONS"] = "1"
+
+
+def pytest_runtest_teardown(item):
+    if item.path.suffix == ".ipynb":
+        os.environ.pop("EBOOKSTORE_SOLUTIONS", None)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,6 +1,7 @@
 """Every grader check fails on the untouched stub and passes on the solution, each within 3 s."""
 import importlib
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,9 @@ def test_every_check_passes_on_the_solution_within_3_s(exercise):
 
 
 def test_cli_exit_status_follows_the_checks():
-    learner = subprocess.run([EBOOKSTORE, "check", "ex01"], capture_output=True, text=True, timeout=60)
+    learner_env = {**os.environ, "EBOOKSTORE_SOLUTIONS": "0"}
+    learner = subprocess.run([EBOOKSTORE, "check", "ex01"], capture_output=True, text=True, timeout=60,
+                             env=learner_env)
     assert learner.returncode == 1 and "✗ ex01" in learner.stdout and "hint:" in learner.stdout
     assert "Traceback" not in learner.stdout + learner.stderr
     tutor = subprocess.run([EBOOKSTORE, "check", "ex01", "--solutions"], capture_output=True, text=True, timeout=60)
