@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from ebookstore import processes, stack
+from ebookstore import processes
 
 TAG_PREFIX = f"t{os.getpid()}"
 

@@ -28,6 +28,9 @@ EXERCISES = {  # exercise id -> module name in exercises/ and solutions/
     "ex03": "ex03_creating_jobs",
     "ex04": "ex04_async_purchase_notifications",
     "ex05": "ex05_running_workers_and_dashboard",
+    "ex06": "ex06_process_management",
+    "ex07": "ex07_signals_and_killing",
+    "ex08": "ex08_stuck_ports",
 }
 
 

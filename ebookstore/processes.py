@@ -76,6 +76,22 @@ def listener_pid(port: int) -> int | None:
     return None
 
 
+def work_horse(worker: psutil.Process) -> psutil.Process | None:
+    """The RQ work-horse of `worker`: the forked child (same command line) that leads its own process group.
+
+    A worker may briefly have other children too (a helper command it runs), so the first child is not
+    necessarily the horse.
+    """
+    try:
+        command = worker.cmdline()
+        for child in worker.children():
+            if child.cmdline() == command and os.getpgid(child.pid) == child.pid:
+                return child
+    except (psutil.Error, OSError):
+        pass
+    return None
+
+
 def ps_rows(procs) -> list[dict]:
     """What `ps aux` shows for each process: USER PID %CPU %MEM STAT COMMAND (plus PPID, PGID)."""
     rows = []
@@ -101,13 +117,13 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def format_rows(rows: list[dict], width: int = 110) -> str:
-    """A `ps`-like text table of `ps_rows` output."""
+def format_rows(rows: list[dict], width: int | None = None) -> str:
+    """A `ps`-like text table of `ps_rows` output (lines cut at `width` characters, if given)."""
     lines = [f"{'USER':<8} {'PID':>7} {'PPID':>7} {'PGID':>7} {'%CPU':>5} {'%MEM':>5} STAT COMMAND"]
     for r in rows:
         line = (f"{r['user'][:8]:<8} {r['pid']:>7} {r['ppid']:>7} {r['pgid'] or '-':>7} "
                 f"{r['cpu']:>5.1f} {r['mem']:>5.1f} {r['stat']:<4} {r['command']}")
-        lines.append(line[:width])
+        lines.append(line[:width] if width else line)
     return "\n".join(lines)
 
 

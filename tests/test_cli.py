@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ebookstore import processes
+from ebookstore import processes, specimens
 from ebookstore.processes import wait_until
 from ebookstore.stack import stop_everything
 
@@ -107,19 +107,11 @@ def test_up_refuses_a_taken_port(cli_env):
 
 def test_killport_stops_the_listener_not_its_client(cli_env, stack):
     port = processes.free_port()
-    server = stack.start("listener", [sys.executable, "-c", (
-        "import socket,time\n"
-        f"s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',{port})); s.listen()\n"
-        "c,_=s.accept()\n"
-        "time.sleep(60)\n")], ready=lambda: processes.port_open(port))
-    client = stack.start("client", [sys.executable, "-c", (
-        "import socket,time\n"
-        f"c=socket.create_connection(('127.0.0.1',{port})); time.sleep(60)\n")])
-    wait_until(lambda: any(c.raddr and c.raddr.port == port for c in client.net_connections("tcp")), 5,
-               what="the client to connect")
+    server = specimens.listener(stack, port)
+    client = specimens.client(stack, port)
     result = run(cli_env, "killport", str(port))
     assert result.returncode == 0, result.stderr
     assert f"PID {server.pid}" in result.stdout
-    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
-    assert client.is_running() and client.status() != psutil.STATUS_ZOMBIE
+    assert processes.gone(server)
+    assert not processes.gone(client)
     assert run(cli_env, "killport", str(port)).returncode == 1  # nothing listens any more

@@ -4,7 +4,6 @@ import zlib
 from contextlib import closing
 
 import pytest
-from rq import Worker
 from rq.job import JobStatus
 
 from ebookstore import jobs, mail, queues, reports, store

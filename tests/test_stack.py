@@ -14,7 +14,7 @@ from tests import jobfuncs
 def horse_of(stack):
     """The worker's work-horse: a child in its own process group."""
     worker = stack.processes("worker")[0]
-    return wait_until(lambda: next(iter(worker.children()), None), 10, what="a work-horse")
+    return wait_until(lambda: processes.work_horse(worker), 10, what="a work-horse")
 
 
 def test_horse_has_its_own_process_group_and_the_run_tag(settings, stack, redis):

@@ -3,7 +3,7 @@
 A check is a function of a grading.Context that raises grading.Fail(hint) when
 the learner's code is not there yet. Its docstring's first line is its name.
 """
-from . import ex01, ex02, ex03, ex04, ex05
+from . import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08
 
 CHECKS = {
     "ex01": ex01.CHECKS,
@@ -11,4 +11,7 @@ CHECKS = {
     "ex03": ex03.CHECKS,
     "ex04": ex04.CHECKS,
     "ex05": ex05.CHECKS,
+    "ex06": ex06.CHECKS,
+    "ex07": ex07.CHECKS,
+    "ex08": ex08.CHECKS,
 }

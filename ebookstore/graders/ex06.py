@@ -1,0 +1,63 @@
+"""Checks of exercise 06: ps aux | grep, in Python, and the names of process states."""
+import secrets
+
+from ebookstore import specimens
+from ebookstore.grading import Fail
+from ebookstore.processes import wait_until
+
+
+def names_states(ctx):
+    """state_name names R, S, D, T, Z (and ignores STAT's extra letters)"""
+    state_name = ctx.learner("state_name")
+    expected = {"R": "running", "S": "sleeping", "T": "stopped", "Z": "zombie", "Ss": "sleeping",
+                "R+": "running", "Sl": "sleeping"}
+    for stat, name in expected.items():
+        got = state_name(stat)
+        if got != name:
+            raise Fail(f"state_name({stat!r}) returned {got!r}, expected {name!r}: see STATE CODES in `man ps`")
+    if "sleep" not in state_name("D") or state_name("D") == "sleeping":
+        raise Fail("D is the *uninterruptible* sleep (waiting for disk or network I/O), not plain sleeping")
+
+
+def lists_matching_processes(ctx):
+    """list_processes finds exactly the matching processes, not itself"""
+    marker = f"ex06-{secrets.token_hex(3)}"
+    sleeper = specimens.sleeper(ctx.stack, marker)
+    specimens.sleeper(ctx.stack, "someone-else")  # must not be listed
+    rows = ctx.learner("list_processes")(marker)
+    pids = sorted(row.get("pid") for row in rows) if isinstance(rows, list) else rows
+    if pids != [sleeper.pid]:
+        raise Fail(f"list_processes({marker!r}) found PIDs {pids}; only PID {sleeper.pid} runs with "
+                   f"{marker!r} in its command line (and leave out your own process: grep finds itself)")
+    row = rows[0]
+    missing = {"pid", "cpu", "mem", "stat", "command"} - set(row)
+    if missing:
+        raise Fail(f"each row needs the keys pid, cpu, mem, stat, command; missing {sorted(missing)}")
+    if marker not in row["command"] or "python" not in row["command"]:
+        raise Fail("command is the full command line (proc.cmdline() joined), as ps aux shows it")
+    if not 0 < row["mem"] < 100:
+        raise Fail(f"mem is %MEM, the share of the machine's memory (proc.memory_percent()); got {row['mem']}")
+
+
+def shows_each_state(ctx):
+    """list_processes shows S, R, T and Z, and %CPU of a busy process"""
+    marker = f"ex06-{secrets.token_hex(3)}"
+    procs = {"S": specimens.sleeper(ctx.stack, marker), "R": specimens.spinner(ctx.stack, marker),
+             "T": specimens.stopped(ctx.stack, marker)}
+    parent, procs["Z"] = specimens.zombie(ctx.stack, marker)
+    procs["S "] = parent  # the zombie's parent sleeps, without ever calling wait()
+    wait_until(lambda: procs["R"].cpu_times().user > 0.3, 3, what="the spinner to spin")
+    rows = {row["pid"]: row for row in ctx.learner("list_processes")(marker)}
+    for stat, proc in procs.items():
+        row = rows.get(proc.pid)
+        if row is None:
+            hint = " (a zombie has no command line left: match its name)" if stat == "Z" else ""
+            raise Fail(f"PID {proc.pid} (state {stat.strip()}) is missing{hint}")
+        if row["stat"][:1] != stat.strip():
+            raise Fail(f"PID {proc.pid} is in state {stat.strip()}, you said {row['stat']!r}: use proc.status()")
+    if rows[procs["R"].pid]["cpu"] < 20:
+        raise Fail(f"a process spinning in a loop shows {rows[procs['R'].pid]['cpu']} %CPU: psutil's "
+                   "cpu_percent() returns 0.0 on its first call for a process; measure over an interval")
+
+
+CHECKS = [names_states, lists_matching_processes, shows_each_state]

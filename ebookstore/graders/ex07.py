@@ -1,0 +1,87 @@
+"""Checks of exercise 07: stop a process gracefully; a worker script that handles SIGHUP and SIGTERM."""
+import json
+import signal
+import sys
+import time
+
+
+from ebookstore import processes, specimens
+from ebookstore.grading import Fail
+from ebookstore.processes import wait_until
+
+STUBBORN = ("import signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ignores the polite request\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+
+
+def stops_a_polite_process(ctx):
+    """stop_gracefully: a process that exits on SIGTERM is "terminated", quickly"""
+    proc = specimens.sleeper(ctx.stack, "polite")
+    started = time.monotonic()
+    outcome = ctx.learner("stop_gracefully")(proc.pid, 2.0)
+    took = time.monotonic() - started
+    if not processes.gone(proc):
+        raise Fail("the process still runs after stop_gracefully returned")
+    if outcome != "terminated":
+        raise Fail(f"it exited on SIGTERM, yet you returned {outcome!r}: send SIGTERM first (proc.terminate())")
+    if took > 1.0:
+        raise Fail(f"it took {took:.1f} s to notice that the process exited: poll often, and count a "
+                   "zombie (exited, not yet reaped by its parent) as exited")
+
+
+def kills_a_stubborn_process(ctx):
+    """stop_gracefully: a process that ignores SIGTERM is "killed" after the timeout"""
+    proc = ctx.stack.start("stubborn", [sys.executable, "-c", STUBBORN], ready=lambda: "ready" in ctx.stack.log("stubborn"))
+    started = time.monotonic()
+    outcome = ctx.learner("stop_gracefully")(proc.pid, 0.5)
+    took = time.monotonic() - started
+    if not processes.gone(proc):
+        raise Fail("a process that ignores SIGTERM still runs: after the timeout, SIGKILL it (proc.kill())")
+    if outcome != "killed":
+        raise Fail(f"it needed SIGKILL, yet you returned {outcome!r}")
+    if not 0.45 <= took <= 2.0:
+        raise Fail(f"with timeout 0.5 s the stop took {took:.2f} s: wait the timeout for SIGTERM to work, no longer")
+
+
+def worker_handles_hup_and_term(ctx):
+    """the worker script reloads on SIGHUP and finishes its item on SIGTERM"""
+    config = ctx.settings.home / "worker.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({"label": "alpha"}))
+    module = ctx.module.__name__
+    proc = ctx.stack.start("signals-worker", [sys.executable, "-m", module, str(config), "0.2"])
+    log = lambda: ctx.stack.log("signals-worker", 200)  # noqa: E731
+    try:
+        wait_until(lambda: "alpha item 1" in log() or not proc.is_running() or processes.gone(proc), 3,
+                   what="the first item")
+    except TimeoutError:
+        raise Fail(f"no 'alpha item 1' line within 3 s; the output so far:\n{log()}") from None
+    if "alpha item 1" not in log():
+        raise Fail(f"the worker ended at once (python -m {module} CONFIG); its output:\n{log()[-600:]}")
+    config.write_text(json.dumps({"label": "beta"}))
+    proc.send_signal(signal.SIGHUP)
+    try:
+        wait_until(lambda: "beta item" in log() or processes.gone(proc), 2, what="the reload")
+    except TimeoutError:
+        raise Fail("after SIGHUP the items should say 'beta': re-read the configuration") from None
+    if processes.gone(proc):
+        raise Fail("SIGHUP killed the worker (that is SIGHUP's default action): install a handler")
+    if "reloaded" not in log():
+        raise Fail("print 'reloaded' when you re-read the configuration")
+    seen = log().count(" item ")
+    proc.send_signal(signal.SIGTERM)
+    try:
+        wait_until(lambda: processes.gone(proc), 2, what="the worker to exit")
+    except TimeoutError:
+        raise Fail("2 s after SIGTERM the worker still runs: finish the current item, then stop") from None
+    lines = log().splitlines()
+    status = ctx.stack._popens["signals-worker"].wait(timeout=2)
+    if status != 0:
+        raise Fail(f"after SIGTERM the worker exited with status {status}; a clean stop exits 0: "
+                   "handle SIGTERM instead of letting it kill the process")
+    if log().count(" item ") <= seen or lines[-1] != "bye":
+        raise Fail("on SIGTERM finish the item you are on (its line is printed), then print 'bye'")
+
+
+CHECKS = [stops_a_polite_process, kills_a_stubborn_process, worker_handles_hup_and_term]
