@@ -21,7 +21,8 @@ def test_every_exercise_has_checks_a_stub_and_a_solution():
         stub = importlib.import_module(f"exercises.{module}")
         solution = importlib.import_module(f"solutions.{module}")
         stub_functions = dict(inspect.getmembers(stub, inspect.isfunction))
-        public = {n: f for n, f in inspect.getmembers(solution, inspect.isfunction) if f.__module__ == solution.__name__}
+        public = {n: f for n, f in inspect.getmembers(solution, inspect.isfunction)
+                  if f.__module__ == solution.__name__ and not n.startswith("_")}
         for name, func in public.items():
             assert name in stub_functions, f"{exercise}: the stub lacks {name}"
             assert inspect.signature(stub_functions[name]) == inspect.signature(func), f"{exercise}.{name}"
