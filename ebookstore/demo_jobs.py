@@ -12,6 +12,7 @@ from contextlib import closing
 
 from . import mail, store
 from .config import Settings
+from .retries import PermanentError
 
 
 def nap(seconds: float) -> float:
@@ -41,14 +42,29 @@ def describe_ebook_by_id(ebook_id: int) -> str:
 
 
 def flaky(key: str, failures: int) -> str:
-    """Fail the first `failures` times it runs for `key` (a file counts the attempts), then succeed."""
-    counter = Settings.from_env().home / "flaky" / key
-    counter.parent.mkdir(parents=True, exist_ok=True)
-    attempt = int(counter.read_text()) + 1 if counter.exists() else 1
-    counter.write_text(str(attempt))
+    """Fail the first `failures` times it runs for `key`, then succeed.
+
+    Each attempt appends its time to $EBOOKSTORE_HOME/flaky/KEY, so the attempts can be counted and timed.
+    """
+    record = Settings.from_env().home / "flaky" / key
+    record.parent.mkdir(parents=True, exist_ok=True)
+    with open(record, "a") as log:
+        log.write(f"{time.time()}\n")
+    attempt = len(attempts(key))
     if attempt <= failures:
         raise ConnectionError(f"mail provider unreachable (attempt {attempt})")
     return f"succeeded on attempt {attempt}"
+
+
+def attempts(key: str) -> list[float]:
+    """The times (Unix seconds) at which flaky(key, …) ran."""
+    record = Settings.from_env().home / "flaky" / key
+    return [float(line) for line in record.read_text().split()] if record.exists() else []
+
+
+def reject(reason: str) -> None:
+    """Fail for good: retrying cannot help (a PermanentError)."""
+    raise PermanentError(reason)
 
 
 def who_am_i() -> dict:

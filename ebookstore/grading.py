@@ -31,6 +31,9 @@ EXERCISES = {  # exercise id -> module name in exercises/ and solutions/
     "ex06": "ex06_process_management",
     "ex07": "ex07_signals_and_killing",
     "ex08": "ex08_stuck_ports",
+    "ex09": "ex09_queues_and_priorities",
+    "ex10": "ex10_errors_and_retries",
+    "ex11": "ex11_final_integration",
 }
 
 
@@ -101,12 +104,11 @@ def _describe(error: BaseException, module) -> str:
     if isinstance(error, NotImplementedError):
         frame = traceback.extract_tb(error.__traceback__)[-1]
         return f"`{frame.name}` is not written yet (it raises NotImplementedError)"
-    where = ""
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         if module is not None and frame.filename == getattr(module, "__file__", None):
-            where = f" at line {frame.lineno} of {Path(frame.filename).name}"
-            break
-    return f"your code raised {type(error).__name__}: {error}{where}"
+            where = f"at line {frame.lineno} of {Path(frame.filename).name}"
+            return f"your code raised {type(error).__name__}: {error} ({where})"
+    return f"the check stopped on {type(error).__name__}: {error}"
 
 
 def run_exercise(exercise: str, solutions: bool | None = None) -> list[Result]:

@@ -120,14 +120,16 @@ class Stack:
     def worker(self, name: str = "worker", queue_names: list[str] | None = None, *,
                weighted: bool = False, burst: bool = False, with_scheduler: bool = False,
                simple: bool = False, extra: list[str] | None = None, env: dict | None = None,
-               wait_ready: bool = False) -> psutil.Process:
+               wait_ready: bool = False, **options) -> psutil.Process:
         """Start an `rq worker` named `<tag>.<name>` on the store's queues.
 
         `wait_ready`: return only once the worker has registered in Redis (as the dashboard sees it).
+        Other options go to workers.worker_argv.
         """
         full_name = f"{self.tag}.{name}"
         argv = workers.worker_argv(self.settings, full_name, queue_names, weighted=weighted,
-                                   burst=burst, with_scheduler=with_scheduler, simple=simple, extra=extra)
+                                   burst=burst, with_scheduler=with_scheduler, simple=simple, extra=extra,
+                                   **options)
         ready = None
         if wait_ready:
             connection = Redis.from_url(self.settings.redis_url, socket_timeout=2)

@@ -51,7 +51,8 @@ def rq_executable() -> str:
 
 def worker_argv(settings: Settings, name: str, queue_names: list[str] | None = None, *,
                 weighted: bool = False, burst: bool = False, with_scheduler: bool = False,
-                simple: bool = False, extra: list[str] | None = None) -> list[str]:
+                simple: bool = False, extra: list[str] | None = None,
+                exception_handler: str | None = "ebookstore.retries.discard_permanent") -> list[str]:
     """The `rq worker …` command line of a store worker.
 
     `name` appears in the command line, so `pgrep -f NAME` finds exactly this worker.
@@ -68,6 +69,8 @@ def worker_argv(settings: Settings, name: str, queue_names: list[str] | None = N
         "--worker-class", worker_class,
         "--name", name,
     ]
+    if exception_handler:  # the store's: a PermanentError is not retried (RQ has no built-in way to say so)
+        argv += ["--exception-handler", exception_handler]
     if burst:
         argv.append("--burst")
     if with_scheduler:

@@ -3,7 +3,7 @@
 A check is a function of a grading.Context that raises grading.Fail(hint) when
 the learner's code is not there yet. Its docstring's first line is its name.
 """
-from . import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08
+from . import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09, ex10, ex11
 
 CHECKS = {
     "ex01": ex01.CHECKS,
@@ -14,4 +14,7 @@ CHECKS = {
     "ex06": ex06.CHECKS,
     "ex07": ex07.CHECKS,
     "ex08": ex08.CHECKS,
+    "ex09": ex09.CHECKS,
+    "ex10": ex10.CHECKS,
+    "ex11": ex11.CHECKS,
 }

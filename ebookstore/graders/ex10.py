@@ -1,0 +1,80 @@
+"""Checks of exercise 10: a retry policy, retries that happen, permanent failures, the exhausted hook."""
+import secrets
+from datetime import datetime, timezone
+
+from rq import Retry
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
+from ebookstore import queues
+from ebookstore.grading import Fail
+from ebookstore.processes import wait_until
+
+
+def has_a_backoff_policy(ctx):
+    """retry_policy: 3 retries, after 1, 2 and 4 s"""
+    retry = ctx.learner("retry_policy")()
+    if not isinstance(retry, Retry):
+        raise Fail("return an rq.Retry")
+    if retry.max != 3 or list(retry.intervals) != [1, 2, 4]:
+        raise Fail(f"got Retry(max={retry.max}, interval={retry.intervals}); each wait doubles: 1, 2, 4")
+
+
+def retries_a_temporary_failure(ctx):
+    """a job that fails once is retried after about 1 s, and succeeds"""
+    key = secrets.token_hex(4)
+    enqueued = datetime.now(timezone.utc)
+    job = ctx.learner("enqueue_flaky")(queues.get_queue("default", ctx.redis), key, 1)
+    if job.retries_left != 3:
+        raise Fail("enqueue the job with retry=retry_policy(): it has no retries")
+    if getattr(job.failure_callback, "__name__", None) != "when_exhausted":
+        raise Fail("attach when_exhausted with on_failure=Callback(when_exhausted)")
+    ctx.stack.worker("worker", ["default"], with_scheduler=True)  # the scheduler runs retries when due
+    try:
+        wait_until(lambda: job.get_status(refresh=True) == "finished", 4, interval=0.05, what="the retry")
+    except TimeoutError:
+        raise Fail(f"the job is {job.get_status().value} 4 s later; worker log:\n{ctx.stack.log('worker')[-400:]}") from None
+    if job.return_value() != "succeeded on attempt 2":
+        raise Fail(f"the job returned {job.return_value()!r}, expected success on its second attempt")
+    job.refresh()
+    waited = (job.started_at - enqueued).total_seconds()  # the last attempt's start
+    if waited < 0.9:
+        raise Fail(f"the retry came {waited:.1f} s after the first attempt, before its 1 s interval")
+
+
+def discards_permanent_failures(ctx):
+    """a PermanentError is not retried; the reason is kept; other errors are retried"""
+    default = queues.get_queue("default", ctx.redis)
+    permanent = default.enqueue("ebookstore.demo_jobs.reject", "purchase 7 does not exist",
+                                retry=Retry(max=3, interval=60))
+    temporary = default.enqueue("ebookstore.demo_jobs.flaky", secrets.token_hex(4), 5, retry=Retry(max=3, interval=60))
+    handler = f"{ctx.module.__name__}.discard_permanent"
+    ctx.stack.worker("worker", ["default"], burst=True, simple=True, exception_handler=handler).wait(timeout=10)
+    failed, scheduled = FailedJobRegistry(queue=default), ScheduledJobRegistry(queue=default)
+    permanent.refresh()
+    if permanent.id in scheduled.get_job_ids() or permanent.id not in failed.get_job_ids():
+        raise Fail("the PermanentError job was scheduled for a retry; set job.retries_left = 0 in the handler")
+    if permanent.meta.get("permanent_failure") != "purchase 7 does not exist":
+        raise Fail(f"job.meta['permanent_failure'] is {permanent.meta.get('permanent_failure')!r}: "
+                   "store str(exc_value) and call job.save_meta()")
+    if temporary.id not in scheduled.get_job_ids():
+        raise Fail("a ConnectionError (temporary) job was not retried: only PermanentError is discarded")
+
+
+def notices_exhausted_retries(ctx):
+    """when_exhausted notes a job only when no retry is left"""
+    when_exhausted = ctx.learner("when_exhausted")
+    key = getattr(ctx.module, "EXHAUSTED_KEY", "ex10:exhausted")
+    noted = []
+    for retries_left in (2, 0, None):
+        job = Job.create("ebookstore.demo_jobs.nap", args=(0,), connection=ctx.redis, serializer=queues.SERIALIZER)
+        job.retries_left = retries_left
+        when_exhausted(job, ctx.redis, ConnectionError, ConnectionError("down"), None)
+        noted.append(job.id.encode() in ctx.redis.lrange(key, 0, -1))
+    if noted[0]:
+        raise Fail("a job with 2 retries left is not exhausted: it will run again")
+    if not (noted[1] and noted[2]):
+        raise Fail(f"a job with retries_left 0 or None is exhausted: rpush its id to {key!r}")
+
+
+CHECKS = [has_a_backoff_policy, retries_a_temporary_failure, discards_permanent_failures, notices_exhausted_retries]

@@ -1,0 +1,41 @@
+"""Exercise 11 — final integration: Sidekiq's DailyStatisticsJob, scheduled with RQ's cron.
+
+Notebook: notebooks/11_final_integration.ipynb · check: check("ex11") or `ebookstore check ex11`
+"""
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+
+from rq import cron
+
+from ebookstore import store
+from ebookstore.config import Settings
+
+
+def daily_statistics(until: str | None = None) -> dict:
+    """The job: statistics of the 24 hours before `until` (an ISO time; default now, UTC).
+
+    Count the purchases made after until − 24 h and at or before until, from
+    the store's database (Settings.from_env().database_path). Return
+    {"total_sales": number of purchases, "revenue_cents": their total price,
+     "popular_ebooks": the titles of the 3 best-selling ebooks, most sold first,
+     "active_sellers": the names of the sellers who sold anything, most sales first}.
+    Purchases' created_at are ISO strings in UTC, so they compare as text.
+    """
+    end = datetime.fromisoformat(until) if until else datetime.now(timezone.utc)
+    window = ((end - timedelta(days=1)).isoformat(timespec="milliseconds"), end.isoformat(timespec="milliseconds"))
+    with closing(store.connect(Settings.from_env().database_path)) as conn:
+        total = conn.execute("SELECT COUNT(*), COALESCE(SUM(price_cents), 0) FROM purchases "
+                             "WHERE created_at > ? AND created_at <= ?", window).fetchone()
+        popular = conn.execute(
+            "SELECT e.title FROM purchases p JOIN ebooks e ON e.id = p.ebook_id "
+            "WHERE p.created_at > ? AND p.created_at <= ? GROUP BY e.id ORDER BY COUNT(*) DESC, e.id LIMIT 3", window)
+        sellers = conn.execute(
+            "SELECT u.name FROM purchases p JOIN ebooks e ON e.id = p.ebook_id JOIN users u ON u.id = e.seller_id "
+            "WHERE p.created_at > ? AND p.created_at <= ? GROUP BY u.id ORDER BY COUNT(*) DESC, u.id", window)
+        return {"total_sales": total[0], "revenue_cents": total[1],
+                "popular_ebooks": [row[0] for row in popular], "active_sellers": [row[0] for row in sellers]}
+
+
+def register_periodic() -> None:
+    """Register daily_statistics with RQ's cron (rq.cron.register): on queue "low", every day at 06:00."""
+    cron.register(daily_statistics, "low", cron="0 6 * * *")
