@@ -30,6 +30,7 @@ def cmd_up(args, settings: Settings) -> int:
         stack.mail()
         stack.worker("worker", weighted=args.weighted, with_scheduler=True, wait_ready=True)
         stack.cron()
+        stack.relay()
         stack.web()
     except Exception:
         stack.stop()
@@ -104,6 +105,13 @@ def _wait_for_redis(stack: Stack, timeout: float = 30) -> None:
     wait_until(stack.ping, timeout, interval=0.2, what=f"Redis at {stack.settings.redis_url}")
 
 
+def cmd_relay(args, settings: Settings) -> int:
+    """The outbox relay in the foreground: enqueue jobs recorded while Redis was down."""
+    from .outbox import run
+    run(settings)
+    return 0
+
+
 def cmd_cron(args, settings: Settings) -> int:
     from .cron import run
     _wait_for_redis(Stack(settings, stop_at_exit=False))
@@ -167,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("cron", help="run the cron scheduler in the foreground").set_defaults(func=cmd_cron)
     sub.add_parser("redis", help="run the course's redis-server in the foreground").set_defaults(func=cmd_redis)
+    sub.add_parser("relay", help="run the outbox relay in the foreground").set_defaults(func=cmd_relay)
     sub.add_parser("mail", help="run the SMTP mail catcher in the foreground").set_defaults(func=cmd_mail)
     buy = sub.add_parser("buy", help="buy an ebook (as the web app would)")
     buy.add_argument("buyer_id", type=int)

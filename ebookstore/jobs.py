@@ -18,26 +18,39 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from . import mail, queues, reports, store
+from . import mail, outbox, queues, reports, store
 from .config import Settings
+from .retries import STORE_RETRY, PermanentError
 
 
 def purchase_notification(purchase_id: int) -> dict:
-    """Send every email of one purchase: receipt, commission, ebook statistics."""
+    """Send every email of one purchase: receipt, commission, ebook statistics.
+
+    Idempotent: an email already delivered (its key is in the deliveries table)
+    is skipped, so a second run — a retry, a recovery after a killed worker —
+    sends nothing twice. Delivery itself is idempotent by key too (mail.deliver),
+    which covers a kill between delivering and recording.
+    """
     settings = Settings.from_env()
     with closing(store.connect(settings.database_path)) as conn:
         purchase = store.get_purchase(conn, purchase_id)
         if purchase is None:  # e.g. a job left over from a store that was reset
-            raise LookupError(f"no purchase with id {purchase_id}")
+            raise PermanentError(f"no purchase with id {purchase_id}")
         stats = reports.ebook_statistics(conn, purchase["ebook_id"])
-    messages = [
-        mail.receipt_email(purchase),
-        mail.commission_email(purchase),
-        mail.ebook_statistics_email(purchase, stats),
-    ]
-    for message in messages:
-        mail.deliver(message, settings)
-    return {"purchase_id": purchase_id, "sent": [m["X-Ebookstore-Key"] for m in messages]}
+        messages = [
+            mail.receipt_email(purchase),
+            mail.commission_email(purchase),
+            mail.ebook_statistics_email(purchase, stats),
+        ]
+        sent = []
+        for message in messages:
+            key = message["X-Ebookstore-Key"]
+            if conn.execute("SELECT 1 FROM deliveries WHERE key = ?", (key,)).fetchone():
+                continue
+            mail.deliver(message, settings)
+            conn.execute("INSERT OR IGNORE INTO deliveries (key, delivered_at) VALUES (?, ?)", (key, store.now_iso()))
+            sent.append(key)
+    return {"purchase_id": purchase_id, "sent": sent}
 
 
 def statistics_report(period: str = "daily") -> dict:
@@ -55,6 +68,11 @@ def daily_statistics() -> dict:
     return statistics_report("daily")
 
 
+def notification_job_id(purchase_id: int) -> str:
+    """The fixed job id of a purchase's notification job: enqueued twice, it is still one job."""
+    return f"purchase-{purchase_id}-notification"
+
+
 def enqueue_purchase_notifications(connection: Redis, purchase_id: int,
                                    config: queues.QueueConfig | None = None) -> list:
     """Enqueue the jobs of one committed purchase in a single Redis round trip."""
@@ -62,8 +80,8 @@ def enqueue_purchase_notifications(connection: Redis, purchase_id: int,
     queue = queues.get_queue(config.queue_for(purchase_notification), connection)
     with connection.pipeline() as pipe:
         jobs = queue.enqueue_many(
-            [Queue.prepare_data(purchase_notification, args=(purchase_id,),
-                                description=f"purchase_notification({purchase_id})")],
+            [Queue.prepare_data(purchase_notification, args=(purchase_id,), job_id=notification_job_id(purchase_id),
+                                description=f"purchase_notification({purchase_id})", retry=STORE_RETRY)],
             pipeline=pipe,
         )
         pipe.execute()
@@ -71,19 +89,31 @@ def enqueue_purchase_notifications(connection: Redis, purchase_id: int,
 
 
 def buy_and_notify(conn, connection: Redis, buyer_id, ebook_id, logger=None) -> dict:
-    """The purchase flow: one transaction, then (after COMMIT) its jobs are enqueued.
+    """The purchase flow: one transaction that also records the emails' job in the outbox; after
+    COMMIT the job is enqueued (one Redis round trip) and marked so in the outbox.
 
-    Returns the purchase with the ids of the queued jobs under "jobs". If Redis
-    is unreachable the purchase still stands; its emails are not queued.
+    Returns the purchase with the ids of the queued jobs under "jobs" (empty if
+    Redis is unreachable: the relay enqueues the job once Redis is back).
     """
+    config = queues.load_config()
     queued: list[str] = []
 
+    def write_outbox(conn, purchase_id):
+        outbox.record(conn, notification_job_id(purchase_id), f"{__name__}.purchase_notification",
+                      [purchase_id], config.queue_for(purchase_notification))
+
     def enqueue_emails(purchase):
+        job_id = notification_job_id(purchase["id"])
         try:
-            queued.extend(job.id for job in enqueue_purchase_notifications(connection, purchase["id"]))
+            enqueue_purchase_notifications(connection, purchase["id"], config)
         except RedisError as error:
             if logger:
-                logger.error("purchase %s: emails not queued: %s", purchase["id"], error)
+                logger.warning("purchase %s: Redis unavailable (%s); the relay will enqueue its emails",
+                               purchase["id"], error)
+            return
+        with store.transaction(conn):
+            conn.execute("UPDATE outbox SET enqueued_at = ? WHERE job_id = ?", (store.now_iso(), job_id))
+        queued.append(job_id)
 
-    purchase = store.buy(conn, buyer_id, ebook_id, after_commit=enqueue_emails)
+    purchase = store.buy(conn, buyer_id, ebook_id, in_transaction=write_outbox, after_commit=enqueue_emails)
     return {**purchase, "jobs": queued}

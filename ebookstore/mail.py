@@ -6,6 +6,8 @@ provider: that delay is what background jobs take out of the purchase request.
 from __future__ import annotations
 
 import mailbox
+import os
+import re
 import smtplib
 import time
 from email.message import EmailMessage
@@ -84,15 +86,34 @@ def statistics_report_email(period: str, report: dict) -> EmailMessage:
 
 
 def deliver(message: EmailMessage, settings: Settings) -> None:
-    """Send one email: by SMTP if `settings.smtp_url` is set, else into the Maildir."""
+    """Send one email: by SMTP if `settings.smtp_url` is set, else into the Maildir.
+
+    Maildir delivery is idempotent: the file is named after the email's key, so
+    delivering the same email twice leaves one file. (SMTP cannot promise that;
+    the key travels in a header for the receiving side to deduplicate.)
+    """
     if settings.mail_delay:
         time.sleep(settings.mail_delay)
     if settings.smtp_url:
         url = urlsplit(settings.smtp_url)
         with smtplib.SMTP(url.hostname or "127.0.0.1", url.port or 25, timeout=10) as smtp:
             smtp.send_message(message)
+    elif message["X-Ebookstore-Key"]:
+        _deliver_once(message, settings)
     else:
         maildir(settings).add(message)
+
+
+def _deliver_once(message: EmailMessage, settings: Settings) -> None:
+    maildir(settings)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", message["X-Ebookstore-Key"])
+    final = settings.maildir / "new" / name
+    if final.exists() or any((settings.maildir / "cur").glob(f"{name}:2,*")):
+        return
+    # Maildir's rule: write in tmp/, then rename into new/ (atomic: readers never see half an email).
+    tmp = settings.maildir / "tmp" / f"{name}.{os.getpid()}.{time.time_ns()}"
+    tmp.write_bytes(message.as_bytes())
+    os.replace(tmp, final)
 
 
 def maildir(settings: Settings) -> mailbox.Maildir:

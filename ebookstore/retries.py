@@ -34,9 +34,10 @@ def exponential_delays(retries: int, base: float = 1.0, factor: float = 2.0, jit
     return [max(1, round(base * factor ** n * (1 + rng.uniform(-jitter, jitter)))) for n in range(retries)]
 
 
-def policy(retries: int = 3, base: float = 10.0) -> Retry:
-    """The store's retry policy for jobs that talk to the outside world."""
-    return Retry(max=retries, interval=exponential_delays(retries, base=base))
+# The store's policy for its jobs (the emails). The first retry comes at once: a job
+# abandoned by a killed worker is retried that way too, so it runs again within seconds
+# without waiting for a scheduler (whose lock a killed worker may hold for a minute).
+STORE_RETRY = Retry(max=5, interval=[0, 5, 30, 120, 600])
 
 
 def discard_permanent(job, exc_type, exc_value, traceback) -> bool:

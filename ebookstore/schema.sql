@@ -24,3 +24,24 @@ CREATE TABLE IF NOT EXISTS purchases (
 
 CREATE INDEX IF NOT EXISTS purchases_by_ebook ON purchases (ebook_id);
 CREATE INDEX IF NOT EXISTS purchases_by_time ON purchases (created_at);
+
+-- The transactional outbox: jobs to enqueue, written in the same transaction as the
+-- purchase. A purchase therefore never loses its emails, even when Redis is down:
+-- the relay (ebookstore relay) enqueues whatever is still pending.
+CREATE TABLE IF NOT EXISTS outbox (
+    id           INTEGER PRIMARY KEY,
+    job_id       TEXT NOT NULL UNIQUE,   -- the RQ job id: enqueueing twice is harmless
+    func         TEXT NOT NULL,          -- import path of the job function
+    args         TEXT NOT NULL,          -- JSON list
+    queue        TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    enqueued_at  TEXT                    -- NULL while pending
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (id) WHERE enqueued_at IS NULL;
+
+-- Emails delivered, by idempotency key (purchase-7-receipt): a job that runs twice
+-- (a retry, a recovery after kill -9) skips what was already sent.
+CREATE TABLE IF NOT EXISTS deliveries (
+    key           TEXT PRIMARY KEY,
+    delivered_at  TEXT NOT NULL
+);

@@ -136,6 +136,10 @@ class Stack:
             ready = lambda: connection.exists(f"rq:worker:{full_name}")  # noqa: E731
         return self.start(name, argv, env=env, ready=ready)
 
+    def relay(self) -> psutil.Process:
+        """The outbox relay: enqueues jobs that purchases recorded while Redis was unreachable."""
+        return self.start("relay", [sys.executable, "-m", "ebookstore.cli", "relay"])
+
     def cron(self, env: dict | None = None) -> psutil.Process:
         return self.start("cron", [sys.executable, "-m", "ebookstore.cron"], env=env)
 

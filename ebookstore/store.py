@@ -116,12 +116,15 @@ def _require_id(value, field: str) -> int:
     return value
 
 
-def buy(conn, buyer_id, ebook_id, *, after_commit: Callable[[dict], None] | None = None) -> dict:
+def buy(conn, buyer_id, ebook_id, *, in_transaction: Callable[[sqlite3.Connection, int], None] | None = None,
+        after_commit: Callable[[dict], None] | None = None) -> dict:
     """Record that `buyer_id` bought `ebook_id`, in one transaction.
 
-    Raises PurchaseError (nothing written) on bad input. `after_commit(purchase)`
-    runs only after COMMIT: a job enqueued inside the transaction could run
-    before the row is visible, or after a rollback for a purchase that never was.
+    Raises PurchaseError (nothing written) on bad input. `in_transaction(conn,
+    purchase_id)` writes more rows in the same transaction (the outbox).
+    `after_commit(purchase)` runs only after COMMIT: a job enqueued inside the
+    transaction could run before the row is visible, or after a rollback for a
+    purchase that never was.
     """
     buyer_id, ebook_id = _require_id(buyer_id, "buyer_id"), _require_id(ebook_id, "ebook_id")
     with transaction(conn):
@@ -140,6 +143,8 @@ def buy(conn, buyer_id, ebook_id, *, after_commit: Callable[[dict], None] | None
             (buyer_id, ebook_id, price, round(price * COMMISSION_RATE), now_iso()),
         )
         purchase_id = cursor.lastrowid
+        if in_transaction is not None:
+            in_transaction(conn, purchase_id)
     purchase = get_purchase(conn, purchase_id)
     if after_commit is not None:
         after_commit(purchase)

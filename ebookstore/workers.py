@@ -30,8 +30,28 @@ def weighted_order(items: list, weights: list[int], rng: random.Random = random)
     return [items[i] for i in order]
 
 
-class WeightedWorker(Worker):
-    """An RQ worker that reads its queues in weighted random order (see queues.toml)."""
+class StoreWorker(Worker):
+    """RQ's Worker, with a job heartbeat that notices a dead worker in seconds, not minutes.
+
+    While a job runs, the worker renews the job's entry in the StartedJobRegistry
+    every `job_monitoring_interval` seconds, with a time to live. If the worker
+    dies (kill -9, a crash), renewals stop, the entry expires, and another
+    worker's maintenance (every `maintenance_interval` s) finds the job
+    abandoned and retries it. RQ adds a fixed 60 s to that time to live; the
+    store uses a few seconds (HEARTBEAT_GRACE), so recovery takes seconds.
+    """
+
+    HEARTBEAT_GRACE = 4  # seconds a worker may miss its heartbeat before its job counts as abandoned
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        interval = self.job_monitoring_interval
+        if job.timeout and job.timeout > 0:
+            interval = min(interval, max(1, job.timeout - working_time))
+        return int(interval) + self.HEARTBEAT_GRACE
+
+
+class WeightedWorker(StoreWorker):
+    """A store worker that reads its queues in weighted random order (see queues.toml)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,16 +71,19 @@ def rq_executable() -> str:
 
 def worker_argv(settings: Settings, name: str, queue_names: list[str] | None = None, *,
                 weighted: bool = False, burst: bool = False, with_scheduler: bool = False,
-                simple: bool = False, extra: list[str] | None = None,
+                simple: bool = False, plain_rq: bool = False, extra: list[str] | None = None,
                 exception_handler: str | None = "ebookstore.retries.discard_permanent") -> list[str]:
     """The `rq worker …` command line of a store worker.
 
     `name` appears in the command line, so `pgrep -f NAME` finds exactly this worker.
+    `plain_rq`: RQ's own Worker with RQ's default timings (to show what the store improves).
     """
     if simple:
         worker_class = "rq.SimpleWorker"
+    elif plain_rq:
+        worker_class = "rq.Worker"
     else:
-        worker_class = "ebookstore.workers.WeightedWorker" if weighted else "rq.Worker"
+        worker_class = "ebookstore.workers.WeightedWorker" if weighted else "ebookstore.workers.StoreWorker"
     argv = [
         rq_executable(), "worker",
         *(queue_names or queues.load_config().names),
@@ -71,6 +94,12 @@ def worker_argv(settings: Settings, name: str, queue_names: list[str] | None = N
     ]
     if exception_handler:  # the store's: a PermanentError is not retried (RQ has no built-in way to say so)
         argv += ["--exception-handler", exception_handler]
+    if not (simple or plain_rq):
+        argv += [
+            "--job-monitoring-interval", "1",  # renew a running job's heartbeat every second
+            "--maintenance-interval", "2",     # look for abandoned jobs every 2 s (RQ: 600)
+            "--worker-ttl", "20",              # an idle worker wakes every 5 s (worker-ttl − 15) to do so
+        ]
     if burst:
         argv.append("--burst")
     if with_scheduler:

@@ -54,7 +54,7 @@ def test_up_buy_outbox_down(cli_env):
     assert "password s3cret" in up.stdout and "redis-server" in up.stdout
 
     status = run(cli_env, "status").stdout
-    for part in ["redis-server", "rq worker", "ebookstore.cron", "flask", "aiosmtpd"]:
+    for part in ["redis-server", "rq worker", "ebookstore.cron", "ebookstore.cli relay", "flask", "aiosmtpd"]:
         assert part in status, status
 
     assert len(json.loads(http("GET", f"{web}/api/ebooks")[1])) == 4
