@@ -87,3 +87,12 @@ def job_states(connection, queue_name: str) -> dict[str, list[str]]:
         "finished": FinishedJobRegistry(queue=queue).get_job_ids(),
         "failed": FailedJobRegistry(queue=queue).get_job_ids(),
     }
+
+
+def heartbeat_expiry(connection, queue_name: str, job_id: str) -> float | None:
+    """When (Unix time) a started job's heartbeat runs out: after that, maintenance treats it as abandoned."""
+    registry = StartedJobRegistry(queue=queues.get_queue(queue_name, connection))
+    for member, score in connection.zrange(registry.key, 0, -1, withscores=True):
+        if member.decode().split(":")[0] == job_id:
+            return score
+    return None

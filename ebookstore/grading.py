@@ -34,6 +34,7 @@ EXERCISES = {  # exercise id -> module name in exercises/ and solutions/
     "ex09": "ex09_queues_and_priorities",
     "ex10": "ex10_errors_and_retries",
     "ex11": "ex11_final_integration",
+    "ex12": "ex12_reliability",
 }
 
 

@@ -120,3 +120,13 @@ def test_ex02_catches_a_redis_without_persistence(tmp_path, monkeypatch):
     results = grade_source(tmp_path, monkeypatch, "ex02", wrong)
     redis_check = results["start_redis: 127.0.0.1 only, the given port and folder, append-only"]
     assert not redis_check.passed and "append-only" in redis_check.hint
+
+
+def test_ex12_catches_a_job_without_a_ledger(tmp_path, monkeypatch):
+    wrong = solution_source("ex12").replace(
+        '            if conn.execute("SELECT 1 FROM deliveries WHERE key = ?", (key,)).fetchone():\n'
+        '                continue\n', "")
+    assert "SELECT 1 FROM deliveries" not in wrong
+    results = grade_source(tmp_path, monkeypatch, "ex12", wrong)
+    twice = results["run twice, each email still arrives once"]
+    assert not twice.passed and "deliveries" in twice.hint

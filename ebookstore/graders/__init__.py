@@ -3,7 +3,7 @@
 A check is a function of a grading.Context that raises grading.Fail(hint) when
 the learner's code is not there yet. Its docstring's first line is its name.
 """
-from . import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09, ex10, ex11
+from . import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09, ex10, ex11, ex12
 
 CHECKS = {
     "ex01": ex01.CHECKS,
@@ -17,4 +17,5 @@ CHECKS = {
     "ex09": ex09.CHECKS,
     "ex10": ex10.CHECKS,
     "ex11": ex11.CHECKS,
+    "ex12": ex12.CHECKS,
 }

@@ -1,0 +1,88 @@
+"""Checks of exercise 12: an idempotent notification job, run twice and killed halfway, over real SMTP."""
+import signal
+from collections import Counter
+from contextlib import closing
+
+from ebookstore import mail, processes, queues, store
+from ebookstore.grading import Fail
+from ebookstore.processes import wait_until
+
+
+def _smtp(ctx, delay=0.0):
+    """Deliver by SMTP to a real catcher process (which, unlike our Maildir delivery, keeps duplicates)."""
+    ctx.stack.mail()
+    ctx.stack.settings = ctx.settings = ctx.settings.replace(
+        smtp_url=f"smtp://127.0.0.1:{ctx.settings.smtp_port}", mail_delay=delay)
+
+
+def _purchase(ctx):
+    with closing(ctx.db()) as conn:
+        return store.buy(conn, 2, 3)["id"]
+
+
+def _run(ctx, purchase_id, name):
+    job = queues.get_queue("critical", ctx.redis).enqueue(ctx.learner("notify_once"), purchase_id)
+    ctx.stack.worker(name, ["critical"], burst=True, simple=True).wait(timeout=10)
+    job.refresh()
+    if job.get_status() != "finished":
+        raise Fail(f"the job {job.get_status().value}; the worker's log ends:\n{ctx.stack.log(name)[-500:]}")
+    return job.return_value()
+
+
+def _delivered(ctx):
+    return Counter(m["key"] for m in mail.outbox(ctx.settings))
+
+
+def sends_receipt_and_commission(ctx):
+    """notify_once sends the receipt and the commission email"""
+    _smtp(ctx)
+    purchase_id = _purchase(ctx)
+    sent = _run(ctx, purchase_id, "first")
+    expected = {f"purchase-{purchase_id}-receipt", f"purchase-{purchase_id}-commission"}
+    if set(_delivered(ctx)) != expected:
+        raise Fail(f"the catcher received {sorted(_delivered(ctx))}; expected {sorted(expected)}")
+    if sorted(sent or []) != sorted(expected):
+        raise Fail(f"return the keys this run sent; you returned {sent!r}")
+
+
+def running_twice_sends_nothing_twice(ctx):
+    """run twice, each email still arrives once"""
+    _smtp(ctx)
+    purchase_id = _purchase(ctx)
+    _run(ctx, purchase_id, "first")
+    again = _run(ctx, purchase_id, "second")
+    twice = {key: n for key, n in _delivered(ctx).items() if n > 1}
+    if twice:
+        raise Fail(f"a second run sent again: {twice}. Look up each key in the deliveries table first")
+    if again:
+        raise Fail(f"the second run says it sent {again!r}; it sent nothing new")
+
+
+def a_run_killed_halfway_is_completed_once(ctx):
+    """killed after its first email, a second run sends only what is missing"""
+    _smtp(ctx, delay=0.4)
+    purchase_id = _purchase(ctx)
+    job = queues.get_queue("critical", ctx.redis).enqueue(ctx.learner("notify_once"), purchase_id)
+    worker = ctx.stack.worker("doomed", ["critical"], simple=True)
+    try:
+        wait_until(lambda: _delivered(ctx) or job.get_status(refresh=True) == "failed", 3, interval=0.02,
+                   what="the first email")
+    except TimeoutError:
+        raise Fail("no email arrived within 3 s") from None
+    worker.send_signal(signal.SIGKILL)  # halfway: the second email is still on its way
+    processes.wait_gone([worker], 2)
+    first = _delivered(ctx)
+    if len(first) != 1:
+        raise Fail(f"expected exactly one email before the kill; got {dict(first)}")
+    with closing(ctx.db()) as conn:
+        recorded = {row[0] for row in conn.execute("SELECT key FROM deliveries")}
+    if set(first) - recorded:
+        raise Fail("the email sent before the kill is not in the deliveries table: record each key right after sending")
+    _run(ctx, purchase_id, "second")
+    counts = _delivered(ctx)
+    expected = {f"purchase-{purchase_id}-receipt", f"purchase-{purchase_id}-commission"}
+    if set(counts) != expected or any(n > 1 for n in counts.values()):
+        raise Fail(f"after the kill and a second run the catcher holds {dict(counts)}; each of {sorted(expected)} once")
+
+
+CHECKS = [sends_receipt_and_commission, running_twice_sends_nothing_twice, a_run_killed_halfway_is_completed_once]
