@@ -39,6 +39,7 @@ class Settings:
     dashboard_user: str | None = None
     dashboard_password: str | None = None
     solutions: bool = False
+    inline_emails: bool = False  # Chapter III's way: the web app sends the emails itself (for comparison)
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
@@ -56,6 +57,7 @@ class Settings:
             dashboard_user=env.get("EBOOKSTORE_DASHBOARD_USER") or None,
             dashboard_password=env.get("EBOOKSTORE_DASHBOARD_PASSWORD") or None,
             solutions=_flag(env.get("EBOOKSTORE_SOLUTIONS")),
+            inline_emails=_flag(env.get("EBOOKSTORE_INLINE_EMAILS")),
         )
         values.update(overrides)
         return cls(**values)
@@ -89,6 +91,7 @@ class Settings:
             "EBOOKSTORE_DATABASE": str(self.database_path),
             "EBOOKSTORE_MAIL_DELAY": str(self.mail_delay),
             "EBOOKSTORE_SOLUTIONS": "1" if self.solutions else "0",
+            "EBOOKSTORE_INLINE_EMAILS": "1" if self.inline_emails else "0",
             "REDIS_URL": self.redis_url,
         }
         optional = {

@@ -66,7 +66,7 @@ class Context:
             smtp_port=processes.free_port(), external_redis_url=None, smtp_url=None, mail_delay=0.0,
             dashboard_user="tutor", dashboard_password="check-password",
         )
-        self.stack = Stack(self.settings, tag=tag, stop_at_exit=False)
+        self.stack = Stack(self.settings, tag=tag, stop_at_exit=False, cwd=PROJECT_ROOT)
         self._redis = None
 
     @property

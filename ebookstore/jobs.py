@@ -50,6 +50,7 @@ def purchase_notification(purchase_id: int) -> dict:
             mail.deliver(message, settings)
             conn.execute("INSERT OR IGNORE INTO deliveries (key, delivered_at) VALUES (?, ?)", (key, store.now_iso()))
             sent.append(key)
+        outbox.complete(conn, notification_job_id(purchase_id))
     return {"purchase_id": purchase_id, "sent": sent}
 
 

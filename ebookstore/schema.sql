@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     args         TEXT NOT NULL,          -- JSON list
     queue        TEXT NOT NULL,
     created_at   TEXT NOT NULL,
-    enqueued_at  TEXT                    -- NULL while pending
+    enqueued_at  TEXT,                   -- NULL while pending
+    completed_at TEXT                    -- set by the job when it has done its work
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (id) WHERE enqueued_at IS NULL;
 

@@ -39,8 +39,9 @@ class Stack:
     """The processes of one run, each started with the run tag `tag`."""
 
     def __init__(self, settings: Settings | None = None, tag: str | None = None,
-                 stop_at_exit: bool = True):
+                 stop_at_exit: bool = True, cwd: Path | None = None):
         self.settings = settings or Settings.from_env()
+        self.cwd = cwd or PROJECT_ROOT  # where processes start; job functions are imported from here
         self.tag = tag or new_tag()
         self.log_dir = self.settings.home / "logs"
         self._popens: dict[str, subprocess.Popen] = {}
@@ -59,7 +60,7 @@ class Stack:
         env = {**os.environ, **self.settings.to_env(), **(extra or {})}
         env[RUN_TAG], env[PROCESS_NAME] = self.tag, name
         # Workers import job functions from ebookstore, exercises/ and solutions/.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.cwd), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"  # log lines appear as they happen
         return env
 
@@ -83,7 +84,7 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path(name), "ab") as log:
             popen = subprocess.Popen(
-                argv, cwd=PROJECT_ROOT, env=self.env(name, env), stdin=subprocess.DEVNULL,
+                argv, cwd=self.cwd, env=self.env(name, env), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self._popens[name] = popen
@@ -143,12 +144,14 @@ class Stack:
     def cron(self, env: dict | None = None) -> psutil.Process:
         return self.start("cron", [sys.executable, "-m", "ebookstore.cron"], env=env)
 
-    def web(self) -> psutil.Process:
+    def web(self, name: str = "web", settings: Settings | None = None) -> psutil.Process:
+        """The store's web app (`flask run`), on `settings.web_port` (default: this stack's settings)."""
+        settings = settings or self.settings
         flask = str(Path(sys.executable).parent / "flask")
         argv = [flask, "--app", "ebookstore.web", "run", "--host", "127.0.0.1",
-                "--port", str(self.settings.web_port), "--no-reload"]
-        port = self.settings.web_port
-        return self.start("web", argv, ready=lambda: processes.port_open(port), port=port)
+                "--port", str(settings.web_port), "--no-reload"]
+        port = settings.web_port
+        return self.start(name, argv, ready=lambda: processes.port_open(port), port=port, env=settings.to_env())
 
     def mail(self) -> psutil.Process:
         """An SMTP catcher (aiosmtpd) that stores what it receives in the store's Maildir."""

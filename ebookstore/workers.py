@@ -12,10 +12,16 @@ import random
 import sys
 from pathlib import Path
 
-from rq import Worker
+from rq import Worker, worker_registration
+from rq.registry import clean_registries
+from rq.utils import now
 
-from . import queues
+from . import demo_jobs, jobs, queues  # noqa: F401  jobs and demo_jobs: see PRELOADED below
 from .config import Settings
+
+# Imported here, in the worker, before it forks: a forking worker's horse then finds the
+# store's job modules already loaded instead of importing them again for every job.
+PRELOADED = (jobs, demo_jobs)
 
 
 def weighted_order(items: list, weights: list[int], rng: random.Random = random) -> list:
@@ -42,12 +48,51 @@ class StoreWorker(Worker):
     """
 
     HEARTBEAT_GRACE = 4  # seconds a worker may miss its heartbeat before its job counts as abandoned
+    INTERMEDIATE_GRACE = 5  # seconds a dequeued job may wait to be started before it counts as abandoned
+    MAINTENANCE_LOCK_TTL = 10  # seconds
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         interval = self.job_monitoring_interval
         if job.timeout and job.timeout > 0:
             interval = min(interval, max(1, job.timeout - working_time))
         return int(interval) + self.HEARTBEAT_GRACE
+
+    def clean_registries(self):
+        """RQ's maintenance of each queue's registries, with two timings changed.
+
+        - RQ's cleaning lock lives 15 minutes: a worker killed while holding it would
+          stop all cleaning of that queue that long. Here it lives MAINTENANCE_LOCK_TTL s.
+        - A worker moves a job from the queue to an "intermediate queue", then starts
+          it. Killed in between, it strands the job there; RQ rescues such jobs after a
+          minute, the store after INTERMEDIATE_GRACE seconds.
+        """
+        for queue in self.queues:
+            if not self.connection.set(queue.registry_cleaning_key, 1, nx=True, ex=self.MAINTENANCE_LOCK_TTL):
+                continue  # another worker is cleaning this queue right now
+            try:
+                self.log.debug("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
+                clean_registries(queue, self._exc_handlers)
+                worker_registration.clean_worker_registry(queue)
+                self._rescue_stranded(queue)
+            finally:
+                queue.release_maintenance_lock()
+        self.last_cleaned_at = now()
+
+    def _rescue_stranded(self, queue) -> None:
+        intermediate = queue.intermediate_queue
+        for job_id in intermediate.get_job_ids():
+            if job_id in queue.started_job_registry:
+                continue
+            first_seen = intermediate.get_first_seen(job_id)
+            if first_seen is None:
+                intermediate.set_first_seen(job_id)
+                continue
+            if (now() - first_seen).total_seconds() < self.INTERMEDIATE_GRACE:
+                continue
+            job = queue.fetch_job(job_id)
+            if job is not None:
+                self.handle_job_failure(job, queue, exc_string="stranded between dequeue and start (its worker died)")
+            intermediate.remove(job_id)
 
 
 class WeightedWorker(StoreWorker):

@@ -29,6 +29,27 @@ def post_purchase(url, buyer_id, ebook_id):
         return json.load(response)
 
 
+def diagnose(settings, job_id):
+    """Where a job is, to explain a failure."""
+    from contextlib import closing
+    from rq.job import Job
+    from ebookstore import queues, store
+    connection = queues.connect(settings)
+    queue = queues.get_queue("critical", connection)
+    places = {name: job_id in ids for name, ids in {
+        "queue": queue.get_job_ids(), "intermediate": queue.intermediate_queue.get_job_ids(),
+        "started": queue.started_job_registry.get_job_ids(), "scheduled": queue.scheduled_job_registry.get_job_ids(),
+        "failed": queue.failed_job_registry.get_job_ids(), "finished": queue.finished_job_registry.get_job_ids()}.items()}
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=queues.SERIALIZER)
+        info = f"status={job.get_status()} retries_left={job.retries_left} result={job.latest_result()}"
+    except Exception as error:
+        info = f"no job: {error}"
+    with closing(store.connect(settings.database_path)) as conn:
+        row = conn.execute("SELECT * FROM outbox WHERE job_id = ?", (job_id,)).fetchone()
+    return f"{job_id}: {info}; in {[k for k, v in places.items() if v]}; outbox {dict(row) if row else None}"
+
+
 @pytest.mark.timeout(90)
 def test_no_email_lost_or_duplicated_under_kills(settings, stack):
     started = time.monotonic()
@@ -108,8 +129,10 @@ def test_no_email_lost_or_duplicated_under_kills(settings, stack):
         wait_until(lambda: set(delivered()) >= expected, 45, interval=0.5, what="every email")
     except TimeoutError:
         missing = sorted(expected - set(delivered()))
-        pytest.fail(f"{len(missing)} emails never arrived, e.g. {missing[:5]}; {dict(stats)}")
+        pytest.fail(f"{len(missing)} emails never arrived, e.g. {missing[:5]}; {dict(stats)}\n"
+                    + "\n".join(diagnose(settings, key.rsplit("-", 1)[0] + "-notification") for key in missing[:3]))
     counts = delivered()
+    stats["jobs rescued by the relay"] = stack.log("relay", 10_000).count("lost by killed workers")
     duplicated = {key: n for key, n in counts.items() if n > 1}
     wall = time.monotonic() - started
     print(f"\nfault injection: {dict(stats)}; {len(expected)} emails expected, {sum(counts.values())} delivered, "
