@@ -27,5 +27,11 @@ lab: setup
 test: setup
 	$(BIN)/python -m pytest -p no:cacheprovider --durations=20 --nbmake --nbmake-timeout=60 tests notebooks
 
+# Measured side by side on this machine: purchase latency, worker throughput, course runtime.
+bench: setup
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/course.py
+
 clean:
 	rm -rf $(VENV) var
