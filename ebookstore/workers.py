@@ -47,7 +47,7 @@ class StoreWorker(Worker):
     store uses a few seconds (HEARTBEAT_GRACE), so recovery takes seconds.
     """
 
-    HEARTBEAT_GRACE = 4  # seconds a worker may miss its heartbeat before its job counts as abandoned
+    HEARTBEAT_GRACE = 3  # seconds a worker may miss its heartbeat before its job counts as abandoned
     INTERMEDIATE_GRACE = 5  # seconds a dequeued job may wait to be started before it counts as abandoned
     MAINTENANCE_LOCK_TTL = 10  # seconds
 
@@ -143,7 +143,7 @@ def worker_argv(settings: Settings, name: str, queue_names: list[str] | None = N
         argv += [
             "--job-monitoring-interval", "1",  # renew a running job's heartbeat every second
             "--maintenance-interval", "2",     # look for abandoned jobs every 2 s (RQ: 600)
-            "--worker-ttl", "20",              # an idle worker wakes every 5 s (worker-ttl − 15) to do so
+            "--worker-ttl", "17",              # an idle worker wakes every 2 s (worker-ttl − 15) to do so
         ]
     if burst:
         argv.append("--burst")

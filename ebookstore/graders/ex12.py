@@ -60,7 +60,7 @@ def running_twice_sends_nothing_twice(ctx):
 
 def a_run_killed_halfway_is_completed_once(ctx):
     """killed after its first email, a second run sends only what is missing"""
-    _smtp(ctx, delay=0.4)
+    _smtp(ctx, delay=0.25)
     purchase_id = _purchase(ctx)
     job = queues.get_queue("critical", ctx.redis).enqueue(ctx.learner("notify_once"), purchase_id)
     worker = ctx.stack.worker("doomed", ["critical"], simple=True)
