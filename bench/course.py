@@ -10,7 +10,6 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient

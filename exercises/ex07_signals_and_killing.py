@@ -5,7 +5,6 @@ Notebook: notebooks/07_signals_and_killing.ipynb · check: check("ex07") or `ebo
 Run the worker by hand: python -m exercises.ex07_signals_and_killing CONFIG.json
 """
 import json
-import os
 import signal
 import sys
 import time

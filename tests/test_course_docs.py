@@ -1,6 +1,5 @@
 """checklist.md covers the chapter's checklist with working links and checks; README agrees with the Procfile."""
 import re
-from pathlib import Path
 
 from ebookstore import grading, procfile
 from ebookstore.config import PROJECT_ROOT

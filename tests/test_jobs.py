@@ -6,7 +6,7 @@ from contextlib import closing
 import pytest
 from rq.job import JobStatus
 
-from ebookstore import jobs, mail, queues, reports, store
+from ebookstore import jobs, mail, measure, queues, reports, store
 from ebookstore.processes import wait_until
 
 
@@ -43,22 +43,14 @@ def test_failed_purchase_enqueues_nothing(settings, redis):
     assert all(queues.get_queue(name, redis).count == 0 for name in queues.load_config().names)
 
 
-def test_a_purchase_enqueues_in_one_redis_round_trip(settings, redis, monkeypatch):
+def test_a_purchase_enqueues_in_one_redis_round_trip(settings, redis):
     with closing(store.connect(settings.database_path)) as conn:
         first, purchase = store.buy(conn, 1, 1), store.buy(conn, 2, 1)
     # The first enqueue on a connection connects and asks the server's version
     # (RQ caches it on the connection): the web app pays that once, not per purchase.
     jobs.enqueue_purchase_notifications(redis, first["id"])
-    sent = []
-    connection_class = redis.connection_pool.connection_class
-    real = connection_class.send_packed_command
-
-    def counting(self, command, check_health=True):
-        sent.append(command)
-        return real(self, command, check_health)
-
-    monkeypatch.setattr(connection_class, "send_packed_command", counting)
-    jobs.enqueue_purchase_notifications(redis, purchase["id"])
+    with measure.counting_round_trips(redis) as sent:
+        jobs.enqueue_purchase_notifications(redis, purchase["id"])
     assert len(sent) == 1, f"{len(sent)} round trips: {sent}"
 
 

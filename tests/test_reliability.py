@@ -1,13 +1,10 @@
 """Nothing lost, nothing sent twice: kill -9 recovery, idempotent emails, the outbox, Redis restarts."""
-import os
 import signal
 import time
 from contextlib import closing
 
-import psutil
-import pytest
 
-from ebookstore import jobs, mail, outbox, processes, queues, redis_server, store
+from ebookstore import jobs, mail, outbox, processes, queues, store
 from ebookstore.processes import wait_until
 
 
