@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 
 setup: $(VENV)/.installed
 
+# JupyterLab refuses to run as root unless told; a container or CI machine often is root.
 lab: setup
-	$(BIN)/jupyter lab --ip 127.0.0.1 notebooks/
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
 # Unit and integration tests, then every notebook in solutions mode (nbmake; see conftest.py).
 test: setup
