@@ -47,23 +47,12 @@ def tagged(tag: str, name: str | None = None) -> list[psutil.Process]:
     return sorted(found, key=lambda p: p.pid)
 
 
-def tags_in_use(prefix: str = "") -> set[str]:
-    """Run tags (starting with `prefix`) that some live process carries."""
-    tags = set()
-    for proc in psutil.process_iter():
-        tag = environ(proc).get(RUN_TAG)
-        if tag and tag.startswith(prefix):
-            tags.add(tag)
-    return tags
-
-
 def matching(pattern: str) -> list[psutil.Process]:
-    """Processes whose full command line matches the regex `pattern`, like `pgrep -f`."""
-    regex, me = re.compile(pattern), psutil.Process().pid
+    """Processes whose full command line matches the regex `pattern`, like `pgrep -f` (never this one)."""
+    regex, me = re.compile(pattern), os.getpid()
     found = []
     for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.pid != me and regex.search(cmdline):
+        if proc.pid != me and regex.search(" ".join(proc.info["cmdline"] or [])):
             found.append(proc)
     return found
 
@@ -125,18 +114,6 @@ def format_rows(rows: list[dict], width: int | None = None) -> str:
                 f"{r['cpu']:>5.1f} {r['mem']:>5.1f} {r['stat']:<4} {r['command']}")
         lines.append(line[:width] if width else line)
     return "\n".join(lines)
-
-
-def with_descendants(procs) -> list[psutil.Process]:
-    """The processes and all their children, children's children, … (deduplicated)."""
-    seen = {}
-    for proc in procs:
-        try:
-            for p in [proc, *proc.children(recursive=True)]:
-                seen[p.pid] = p
-        except psutil.NoSuchProcess:
-            continue
-    return list(seen.values())
 
 
 def gone(proc: psutil.Process) -> bool:

@@ -96,11 +96,6 @@ def ebooks(conn) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def get_user(conn, user_id: int) -> dict | None:
-    row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
-    return dict(row) if row else None
-
-
 def get_purchase(conn, purchase_id: int) -> dict | None:
     """A purchase with its ebook, buyer and seller: everything its emails need."""
     row = conn.execute(

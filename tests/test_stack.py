@@ -6,7 +6,7 @@ import textwrap
 
 import psutil
 
-from ebookstore import processes, queues
+from ebookstore import processes, queues, specimens
 from ebookstore.processes import wait_until
 from tests import jobfuncs
 
@@ -64,6 +64,14 @@ def test_start_error_shows_the_log(settings, stack):
         assert "exited with status 3" in str(error) and "cannot work" in str(error)
     else:
         raise AssertionError("a process that exits at once must not count as started")
+
+
+def test_find_by_tag_name_and_port(stack):
+    port = processes.free_port()
+    server = specimens.listener(stack, port, f"{stack.tag}-findme")
+    assert processes.tagged(stack.tag, f"listener-{stack.tag}-findme") == [server]
+    assert processes.matching(rf"{stack.tag}-findme") == [server]
+    assert processes.listener_pid(port) == server.pid
 
 
 def test_ps_rows_show_state_letters(stack):
