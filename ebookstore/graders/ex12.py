@@ -29,6 +29,11 @@ def _run(ctx, purchase_id, name):
     return job.return_value()
 
 
+def _ledger(ctx) -> set:
+    with closing(ctx.db()) as conn:
+        return {row[0] for row in conn.execute("SELECT key FROM deliveries")}
+
+
 def _delivered(ctx):
     return Counter(m["key"] for m in mail.outbox(ctx.settings))
 
@@ -60,7 +65,7 @@ def running_twice_sends_nothing_twice(ctx):
 
 def a_run_killed_halfway_is_completed_once(ctx):
     """killed after its first email, a second run sends only what is missing"""
-    _smtp(ctx, delay=0.25)
+    _smtp(ctx, delay=0.5)  # each email waits 0.5 s: the kill lands while the second one waits
     purchase_id = _purchase(ctx)
     job = queues.get_queue("critical", ctx.redis).enqueue(ctx.learner("notify_once"), purchase_id)
     worker = ctx.stack.worker("doomed", ["critical"], simple=True)
@@ -69,14 +74,19 @@ def a_run_killed_halfway_is_completed_once(ctx):
                    what="the first email")
     except TimeoutError:
         raise Fail("no email arrived within 3 s") from None
+    if job.get_status(refresh=True) == "failed":
+        reason = job.latest_result().exc_string.strip().splitlines()[-1]
+        raise Fail(f"the job failed before sending anything: {reason}")
+    try:  # a job that keeps a ledger records the email right after sending it: give it that moment
+        wait_until(lambda: _ledger(ctx), 0.2, interval=0.01, what="the ledger")
+    except TimeoutError:
+        pass
     worker.send_signal(signal.SIGKILL)  # halfway: the second email is still on its way
     processes.wait_gone([worker], 2)
     first = _delivered(ctx)
     if len(first) != 1:
         raise Fail(f"expected exactly one email before the kill; got {dict(first)}")
-    with closing(ctx.db()) as conn:
-        recorded = {row[0] for row in conn.execute("SELECT key FROM deliveries")}
-    if set(first) - recorded:
+    if set(first) - _ledger(ctx):
         raise Fail("the email sent before the kill is not in the deliveries table: record each key right after sending")
     _run(ctx, purchase_id, "second")
     counts = _delivered(ctx)
