@@ -23,6 +23,11 @@ from .web import dashboard_credentials
 def cmd_up(args, settings: Settings) -> int:
     """Start Redis, the mail catcher, a worker, cron and the web app in the background."""
     # The stack's workers deliver by real SMTP to the mail catcher, which files into the Maildir.
+    running = [p for p in psutil.process_iter() if _home_of(p) == settings.home
+               and processes.environ(p).get(RUN_TAG, "").startswith("up-")]
+    if running:
+        print(f"ebookstore is already up for {settings.home} (see: ebookstore status; stop it: ebookstore down)")
+        return 1
     settings = settings.replace(smtp_url=settings.smtp_url or f"smtp://127.0.0.1:{settings.smtp_port}")
     stack = Stack(settings, tag=new_tag("up"), stop_at_exit=False)
     try:

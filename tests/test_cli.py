@@ -53,6 +53,9 @@ def test_up_buy_outbox_down(cli_env):
     assert up.returncode == 0, up.stderr
     assert "password s3cret" in up.stdout and "redis-server" in up.stdout
 
+    again = run(cli_env, "up")
+    assert again.returncode == 1 and "already up" in again.stdout
+
     status = run(cli_env, "status").stdout
     for part in ["redis-server", "rq worker", "ebookstore.cron", "ebookstore.cli relay", "flask", "aiosmtpd"]:
         assert part in status, status
