@@ -6,6 +6,7 @@ strings, never objects), and nothing unpickles data it finds in Redis.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
 from pathlib import Path
@@ -43,15 +44,24 @@ def config_path() -> Path:
 
 
 def load_config(path: Path | str | None = None) -> QueueConfig:
-    """Read the queue configuration file (TOML); see ebookstore/queues.toml."""
-    data = tomllib.loads(Path(path or config_path()).read_text())
+    """Read the queue configuration file (TOML); see ebookstore/queues.toml.
+
+    Parsed once per version of the file: an edit (its modification time) is seen at once.
+    """
+    path = Path(path or config_path())
+    return _parse(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse(path: str, mtime_ns: int) -> QueueConfig:
+    data = tomllib.loads(Path(path).read_text())
     weights = {str(name): int(weight) for name, weight in data.get("queues", {}).items()}
     if not weights or any(w < 1 for w in weights.values()):
-        raise ValueError(f"{path or config_path()}: [queues] needs names with weights >= 1")
+        raise ValueError(f"{path}: [queues] needs names with weights >= 1")
     jobs = {str(job): str(queue) for job, queue in data.get("jobs", {}).items()}
     unknown = sorted(set(jobs.values()) - set(weights))
     if unknown:
-        raise ValueError(f"{path or config_path()}: jobs assigned to undeclared queues {unknown}")
+        raise ValueError(f"{path}: jobs assigned to undeclared queues {unknown}")
     return QueueConfig(weights, jobs)
 
 

@@ -36,9 +36,18 @@ class PurchaseError(ValueError):
         self.status = status
 
 
+_initialized: set[str] = set()  # databases this process has already created or checked
+
+
 def connect(path: Path | str) -> sqlite3.Connection:
-    """Open the database; rows behave like dicts. Creates and seeds it when new."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Open the database; rows behave like dicts. Creates and seeds it when new.
+
+    The schema is checked once per process and database, not on every connection
+    (the web app opens one per request, a worker one per job).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = not path.exists() or str(path) not in _initialized  # deleted and made again counts as new
     conn = sqlite3.connect(path, timeout=10, isolation_level=None)
     conn.row_factory = sqlite3.Row
     # WAL lets the web app write while workers read; with synchronous=NORMAL a commit
@@ -47,7 +56,9 @@ def connect(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    init_db(conn)
+    if fresh:
+        init_db(conn)
+        _initialized.add(str(path))
     return conn
 
 
