@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from ebookstore import processes
+from ebookstore.runtime import processes
 
 TAG_PREFIX = f"t{os.getpid()}"
 

@@ -14,8 +14,9 @@ import time
 import nbformat
 from nbclient import NotebookClient
 
-from ebookstore import grading, processes
 from ebookstore.config import PROJECT_ROOT
+from ebookstore.course import grading
+from ebookstore.runtime import processes
 
 
 def main() -> dict:

@@ -10,9 +10,11 @@ import tempfile
 from contextlib import closing
 from pathlib import Path
 
-from ebookstore import jobs, measure, processes, queues, store
+from ebookstore import jobs, queues, store
 from ebookstore.config import Settings
-from ebookstore.stack import Stack, new_tag
+from ebookstore.course import measure
+from ebookstore.runtime import processes
+from ebookstore.runtime.stack import Stack, new_tag
 
 N = 100
 MAIL_DELAY = 0.3

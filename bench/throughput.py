@@ -15,9 +15,11 @@ from pathlib import Path
 from rq import Queue
 from rq.job import Job
 
-from ebookstore import jobs, processes, queues, store
+from ebookstore import jobs, queues, store
 from ebookstore.config import Settings
-from ebookstore.stack import Stack, new_tag
+from ebookstore.course import demo_jobs
+from ebookstore.runtime import processes
+from ebookstore.runtime.stack import Stack, new_tag
 from ebookstore.workers import rq_executable
 
 N = 240
@@ -26,7 +28,7 @@ N = 240
 def enqueue(connection, conn, kind: str) -> list[str]:
     queue = queues.get_queue("default", connection)
     if kind == "no-op":
-        datas = [Queue.prepare_data("ebookstore.demo_jobs.nap", args=(0,)) for _ in range(N)]
+        datas = [Queue.prepare_data("ebookstore.course.demo_jobs.nap", args=(0,)) for _ in range(N)]
     else:
         ids = [store.buy(conn, 1 + i % 2, 1 + i % 4)["id"] for i in range(N)]
         datas = [Queue.prepare_data(jobs.purchase_notification, args=(pid,)) for pid in ids]
@@ -65,7 +67,7 @@ def main() -> dict:
                                  smtp_url=None, mail_delay=0.0)
     setups = ["Worker (forking)", "SimpleWorker", "pool ×2", "Worker ×2"]
     rates = {}
-    with Stack(settings, tag=new_tag("bench")) as stack, closing(store.connect(settings.database_path)) as conn:
+    with Stack(settings, tag=new_tag("bench"), preload=(demo_jobs.__name__,)) as stack, closing(store.connect(settings.database_path)) as conn:
         stack.redis()
         connection = queues.connect(settings)
         for setup in setups:

@@ -1,8 +1,8 @@
 """The ebook store of the course *Background Jobs and Process Management*.
 
-Modules, each named after what it is:
+Three parts, one folder each; a part imports only the parts above it in this list.
 
-The store
+The store (this folder)
   config        settings from environment variables
   store         users, ebooks, purchases (SQLite); a purchase is one transaction
   reports       sales statistics
@@ -14,16 +14,18 @@ The store
   workers       StoreWorker (fast recovery) and WeightedWorker (Sidekiq-style weights)
   cron, cron_config   periodic jobs with RQ's cron
   web           the Flask app, its JSON API and the RQ dashboard
-The runtime
-  redis_server  which redis-server to run, and how
+The runtime (runtime/): starting, finding and stopping processes
   processes     finding, listing and stopping processes (psutil): ps / pgrep / lsof / kill
   stack         starting and stopping the course's processes, each with a run tag
+  redis_server  which redis-server to run, and how
   procfile      the Procfile and the README's table of processes
-  cli           the `ebookstore` command
-The course
-  course        the notebooks' environment cell and shared helpers
-  grading, graders   check("exNN") / `ebookstore check`
+  systemd/      an example unit file for the workers
+The course (course/): what only the notebooks and exercises need
+  notebook      the notebooks' environment cell and shared helpers
+  grading, checks/   check("exNN") / `ebookstore check`
   specimens     throwaway processes to practise on (S, R, T, Z, a listener and its client)
   demo_jobs, signal_demo   small jobs and a signal-handling program for the demos
   measure       latency and round-trip measurement (notebook 01, make bench)
+
+cli, the `ebookstore` command, sits on top of all three (`ebookstore check` runs the course's grader).
 """

@@ -13,11 +13,12 @@ from contextlib import closing
 import psutil
 from redis.exceptions import RedisError
 
-from . import jobs, mail, processes, queues, redis_server, store, workers
-from .config import Settings
-from .processes import RUN_TAG, wait_until
-from .stack import Stack, StartError, new_tag, stop_everything
-from .web import dashboard_credentials
+from ebookstore import jobs, mail, queues, store, workers
+from ebookstore.config import Settings
+from ebookstore.runtime import processes, redis_server
+from ebookstore.runtime.processes import RUN_TAG, wait_until
+from ebookstore.runtime.stack import Stack, StartError, new_tag, stop_everything
+from ebookstore.web import dashboard_credentials
 
 
 def cmd_up(args, settings: Settings) -> int:
@@ -112,13 +113,13 @@ def _wait_for_redis(stack: Stack, timeout: float = 30) -> None:
 
 def cmd_relay(args, settings: Settings) -> int:
     """The outbox relay in the foreground: enqueue jobs recorded while Redis was down."""
-    from .outbox import run
+    from ebookstore.outbox import run
     run(settings)
     return 0
 
 
 def cmd_cron(args, settings: Settings) -> int:
-    from .cron import run
+    from ebookstore.cron import run
     _wait_for_redis(Stack(settings, stop_at_exit=False))
     run(settings)
     return 0
@@ -157,7 +158,7 @@ def cmd_killport(args, settings: Settings) -> int:
 
 
 def cmd_check(args, settings: Settings) -> int:
-    from .grading import run_cli
+    from ebookstore.course.grading import run_cli  # the course's grader, only for this command
     return run_cli(args.exercises, solutions=args.solutions or settings.solutions, all_=args.all)
 
 

@@ -14,7 +14,7 @@ def retry_policy() -> Retry:
 
 
 def enqueue_flaky(queue: Queue, key: str, failures: int) -> Job:
-    """Enqueue ebookstore.demo_jobs.flaky(key, failures) with your retry policy and your exhausted hook.
+    """Enqueue ebookstore.course.demo_jobs.flaky(key, failures) with your retry policy and your exhausted hook.
 
     flaky fails (ConnectionError) its first `failures` runs, then succeeds.
     Attach `when_exhausted` as the job's failure callback (rq.Callback).

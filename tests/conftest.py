@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from ebookstore import processes, queues
+from ebookstore import queues
 from ebookstore.config import Settings
-from ebookstore.stack import Stack
+from ebookstore.runtime import processes
+from ebookstore.runtime.stack import Stack
 
 _numbers = itertools.count(1)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ebookstore import processes, specimens
-from ebookstore.processes import wait_until
-from ebookstore.stack import stop_everything
+from ebookstore.course import specimens
+from ebookstore.runtime import processes
+from ebookstore.runtime.processes import wait_until
+from ebookstore.runtime.stack import stop_everything
 
 EBOOKSTORE = str(Path(sys.executable).parent / "ebookstore")
 

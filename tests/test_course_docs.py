@@ -1,8 +1,9 @@
 """checklist.md covers the chapter's checklist with working links and checks; README agrees with the Procfile."""
 import re
 
-from ebookstore import grading, procfile
 from ebookstore.config import PROJECT_ROOT
+from ebookstore.course import grading
+from ebookstore.runtime import procfile
 
 SEED_CHECKLIST = [  # the chapter's checklist, in its words
     "Explain why background jobs are important", "Set up and configure", "Create and enqueue background jobs",

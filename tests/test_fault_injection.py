@@ -14,8 +14,9 @@ from collections import Counter
 
 import pytest
 
-from ebookstore import mail, processes
-from ebookstore.processes import wait_until
+from ebookstore import mail
+from ebookstore.runtime import processes
+from ebookstore.runtime.processes import wait_until
 
 PURCHASES = 210
 WORKERS = 3
@@ -32,7 +33,9 @@ def post_purchase(url, buyer_id, ebook_id):
 def diagnose(settings, job_id):
     """Where a job is, to explain a failure."""
     from contextlib import closing
+
     from rq.job import Job
+
     from ebookstore import queues, store
     connection = queues.connect(settings)
     queue = queues.get_queue("critical", connection)

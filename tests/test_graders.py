@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ebookstore import grading
-from ebookstore.graders import CHECKS
+from ebookstore.course import grading
+from ebookstore.course.grading import CHECKS
 
 EXERCISES = list(grading.EXERCISES)
 EBOOKSTORE = str(Path(sys.executable).parent / "ebookstore")

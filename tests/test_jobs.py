@@ -6,8 +6,9 @@ from contextlib import closing
 import pytest
 from rq.job import JobStatus
 
-from ebookstore import jobs, mail, measure, queues, reports, store
-from ebookstore.processes import wait_until
+from ebookstore import jobs, mail, queues, reports, store
+from ebookstore.course import measure
+from ebookstore.runtime.processes import wait_until
 
 
 def run_burst_worker(stack, **options):

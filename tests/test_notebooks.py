@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ebookstore import grading
+from ebookstore.course import grading
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

@@ -3,9 +3,9 @@ import signal
 import time
 from contextlib import closing
 
-
-from ebookstore import jobs, mail, outbox, processes, queues, store
-from ebookstore.processes import wait_until
+from ebookstore import jobs, mail, outbox, queues, store
+from ebookstore.runtime import processes
+from ebookstore.runtime.processes import wait_until
 
 
 def keys_of(settings, purchase_id):
@@ -78,7 +78,7 @@ def test_queued_jobs_survive_a_redis_kill_and_restart(stack):
     stack.settings = settings
     server = stack.redis()
     redis = queues.connect(settings)
-    ids = [queues.get_queue("low", redis).enqueue("ebookstore.demo_jobs.nap", 0).id for _ in range(50)]
+    ids = [queues.get_queue("low", redis).enqueue("ebookstore.course.demo_jobs.nap", 0).id for _ in range(50)]
     server.send_signal(signal.SIGKILL)  # no shutdown, no final save
     server.wait(timeout=5)
     stack.redis()

@@ -6,8 +6,10 @@ import textwrap
 
 import psutil
 
-from ebookstore import processes, queues, specimens
-from ebookstore.processes import wait_until
+from ebookstore import queues
+from ebookstore.course import specimens
+from ebookstore.runtime import processes
+from ebookstore.runtime.processes import wait_until
 from tests import jobfuncs
 
 
@@ -43,7 +45,7 @@ def test_a_stack_stops_its_processes_at_interpreter_exit(settings):
     script = textwrap.dedent(f"""
         from pathlib import Path
         from ebookstore.config import Settings
-        from ebookstore.stack import Stack
+        from ebookstore.runtime.stack import Stack
         stack = Stack(Settings.from_env(home=Path({str(settings.home)!r}), redis_port={processes.free_port()}),
                       tag={os.environ['EBOOKSTORE_TEST_TAG_PREFIX'] + '-atexit'!r})
         stack.redis()

@@ -5,7 +5,7 @@ from collections import Counter
 from rq.job import Job
 
 from ebookstore import queues
-from ebookstore.grading import Fail
+from ebookstore.course.checks.common import Fail
 from ebookstore.workers import rq_executable
 
 

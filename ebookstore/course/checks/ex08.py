@@ -1,8 +1,9 @@
 """Checks of exercise 08: the listener of a port, and a killport shell function that spares clients."""
 import subprocess
 
-from ebookstore import processes, specimens
-from ebookstore.grading import Fail
+from ebookstore.course import specimens
+from ebookstore.course.checks.common import Fail
+from ebookstore.runtime import processes
 
 
 def finds_the_listener_only(ctx):

@@ -3,7 +3,7 @@ import time
 from contextlib import closing
 
 from ebookstore import mail
-from ebookstore.grading import Fail
+from ebookstore.course.checks.common import Fail
 
 
 def measures_durations(ctx):

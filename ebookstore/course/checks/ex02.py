@@ -3,8 +3,9 @@ import subprocess
 
 import psutil
 
-from ebookstore import processes, queues, redis_server
-from ebookstore.grading import Fail
+from ebookstore import queues
+from ebookstore.course.checks.common import Fail
+from ebookstore.runtime import processes, redis_server
 from ebookstore.workers import rq_executable
 
 

@@ -2,8 +2,8 @@
 import time
 
 from ebookstore import queues
-from ebookstore.grading import Fail
-from ebookstore.processes import wait_until
+from ebookstore.course.checks.common import Fail
+from ebookstore.runtime.processes import wait_until
 
 
 def follows_a_job(ctx):

@@ -6,7 +6,7 @@ from rq import cron
 from rq.cron import CronJob
 
 from ebookstore import queues
-from ebookstore.grading import Fail
+from ebookstore.course.checks.common import Fail
 
 # (ebook id, hours ago): ebook 1 and 2 are Cleo's, 3 and 4 Dev's
 SALES = [(1, 1), (1, 2), (1, 23), (3, 3), (3, 5), (2, 6), (4, 25), (4, 30), (4, 47), (4, 48), (4, 49)]

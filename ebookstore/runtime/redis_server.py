@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import Settings
+from ebookstore.config import Settings
 
 SYSTEM_LOCATIONS = ["/usr/bin", "/usr/local/bin", "/opt/homebrew/bin", "/usr/sbin"]
 

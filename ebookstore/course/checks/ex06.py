@@ -1,9 +1,9 @@
 """Checks of exercise 06: ps aux | grep, in Python, and the names of process states."""
 import secrets
 
-from ebookstore import specimens
-from ebookstore.grading import Fail
-from ebookstore.processes import wait_until
+from ebookstore.course import specimens
+from ebookstore.course.checks.common import Fail
+from ebookstore.runtime.processes import wait_until
 
 
 def names_states(ctx):

@@ -7,8 +7,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from ebookstore import queues
-from ebookstore.grading import Fail
-from ebookstore.processes import wait_until
+from ebookstore.course.checks.common import Fail
+from ebookstore.runtime.processes import wait_until
 
 
 def has_a_backoff_policy(ctx):
@@ -45,9 +45,9 @@ def retries_a_temporary_failure(ctx):
 def discards_permanent_failures(ctx):
     """a PermanentError is not retried; the reason is kept; other errors are retried"""
     default = queues.get_queue("default", ctx.redis)
-    permanent = default.enqueue("ebookstore.demo_jobs.reject", "purchase 7 does not exist",
+    permanent = default.enqueue("ebookstore.course.demo_jobs.reject", "purchase 7 does not exist",
                                 retry=Retry(max=3, interval=60))
-    temporary = default.enqueue("ebookstore.demo_jobs.flaky", secrets.token_hex(4), 5, retry=Retry(max=3, interval=60))
+    temporary = default.enqueue("ebookstore.course.demo_jobs.flaky", secrets.token_hex(4), 5, retry=Retry(max=3, interval=60))
     handler = f"{ctx.module.__name__}.discard_permanent"
     ctx.stack.worker("worker", ["default"], burst=True, simple=True, exception_handler=handler).wait(timeout=10)
     failed, scheduled = FailedJobRegistry(queue=default), ScheduledJobRegistry(queue=default)
@@ -67,7 +67,7 @@ def notices_exhausted_retries(ctx):
     key = getattr(ctx.module, "EXHAUSTED_KEY", "ex10:exhausted")
     noted = []
     for retries_left in (2, 0, None):
-        job = Job.create("ebookstore.demo_jobs.nap", args=(0,), connection=ctx.redis, serializer=queues.SERIALIZER)
+        job = Job.create("ebookstore.course.demo_jobs.nap", args=(0,), connection=ctx.redis, serializer=queues.SERIALIZER)
         job.retries_left = retries_left
         when_exhausted(job, ctx.redis, ConnectionError, ConnectionError("down"), None)
         noted.append(job.id.encode() in ctx.redis.lrange(key, 0, -1))

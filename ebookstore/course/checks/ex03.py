@@ -7,13 +7,7 @@ from datetime import datetime, timedelta, timezone
 from rq.registry import ScheduledJobRegistry
 
 from ebookstore import queues
-from ebookstore.grading import Fail
-
-
-def run_worker(ctx, name="worker"):
-    """Run a real non-forking RQ worker until the queues are empty; return its log."""
-    ctx.stack.worker(name, burst=True, simple=True).wait(timeout=10)
-    return ctx.stack.log(name, 40)
+from ebookstore.course.checks.common import Fail, run_worker
 
 
 def enqueues_a_json_job_on_default(ctx):

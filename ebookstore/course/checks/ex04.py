@@ -6,8 +6,7 @@ from redis import Redis
 from rq.registry import ScheduledJobRegistry
 
 from ebookstore import mail, queues, store
-from ebookstore.grading import Fail
-from ebookstore.graders.ex03 import run_worker
+from ebookstore.course.checks.common import Fail, run_worker
 
 
 class WatchedRedis(Redis):

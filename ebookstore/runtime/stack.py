@@ -20,9 +20,10 @@ from pathlib import Path
 import psutil
 from redis import Redis
 
-from . import mail, processes, redis_server, workers
-from .config import PROJECT_ROOT, Settings
-from .processes import PROCESS_NAME, RUN_TAG, wait_until
+from ebookstore import mail, workers
+from ebookstore.config import PROJECT_ROOT, Settings
+from ebookstore.runtime import processes, redis_server
+from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 
 START_TIMEOUT = 15  # seconds a service may take to answer after starting
 
@@ -39,10 +40,12 @@ class Stack:
     """The processes of one run, each started with the run tag `tag`."""
 
     def __init__(self, settings: Settings | None = None, tag: str | None = None,
-                 stop_at_exit: bool = True, cwd: Path | None = None):
+                 stop_at_exit: bool = True, cwd: Path | None = None, preload: tuple[str, ...] = ()):
+        """`preload`: job modules besides the store's that this run's workers import before forking."""
         self.settings = settings or Settings.from_env()
         self.cwd = cwd or PROJECT_ROOT  # where processes start; job functions are imported from here
         self.tag = tag or new_tag()
+        self.preload = tuple(preload)
         self.log_dir = self.settings.home / "logs"
         self._popens: dict[str, subprocess.Popen] = {}
         if stop_at_exit:
@@ -59,6 +62,8 @@ class Stack:
         """The environment of process `name`: ours, the settings, the run tag."""
         env = {**os.environ, **self.settings.to_env(), **(extra or {})}
         env[RUN_TAG], env[PROCESS_NAME] = self.tag, name
+        if self.preload:
+            env[workers.PRELOAD_VARIABLE] = ",".join(self.preload)
         # Workers import job functions from ebookstore, exercises/ and solutions/.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.cwd), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"  # log lines appear as they happen
@@ -166,6 +171,19 @@ class Stack:
                 "-c", "aiosmtpd.handlers.Mailbox", str(settings.maildir)]
 
     # -- looking and stopping -------------------------------------------------
+    def wait(self, name: str, timeout: float) -> int:
+        """Wait up to `timeout` s for process `name` (started by this Stack) to exit; its exit status.
+
+        Negative -N: it was ended by signal N (as `subprocess` reports it). Raises TimeoutError if it still runs.
+        """
+        popen = self._popens.get(name)
+        if popen is None:
+            raise KeyError(f"this run started no process named {name!r}")
+        try:
+            return popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{name} (PID {popen.pid}) still runs after {timeout:g} s") from None
+
     def processes(self, name: str | None = None) -> list[psutil.Process]:
         """The live processes of this run (of process `name`), found by run tag."""
         found = {p.pid: p for p in processes.tagged(self.tag, name)}

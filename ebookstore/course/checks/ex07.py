@@ -4,10 +4,10 @@ import signal
 import sys
 import time
 
-
-from ebookstore import processes, specimens
-from ebookstore.grading import Fail
-from ebookstore.processes import wait_until
+from ebookstore.course import specimens
+from ebookstore.course.checks.common import Fail
+from ebookstore.runtime import processes
+from ebookstore.runtime.processes import wait_until
 
 STUBBORN = ("import signal, time\n"
             "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ignores the polite request\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from .config import PROJECT_ROOT
+from ebookstore.config import PROJECT_ROOT
 
 
 def entries(path=PROJECT_ROOT / "Procfile") -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Small jobs the notebooks use to show how RQ behaves (the store's real jobs are in jobs.py).
 
 They live in a module, not in a notebook, because a worker imports a job's
-function by its dotted name: `ebookstore.demo_jobs.nap`.
+function by its dotted name: `ebookstore.course.demo_jobs.nap`.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import signal
 import time
 from contextlib import closing
 
-from . import mail, store
-from .config import Settings
-from .retries import PermanentError
+from ebookstore import mail, store
+from ebookstore.config import Settings
+from ebookstore.retries import PermanentError
 
 
 def nap(seconds: float) -> float:

@@ -3,9 +3,10 @@ import signal
 from collections import Counter
 from contextlib import closing
 
-from ebookstore import mail, processes, queues, store
-from ebookstore.grading import Fail
-from ebookstore.processes import wait_until
+from ebookstore import mail, queues, store
+from ebookstore.course.checks.common import Fail
+from ebookstore.runtime import processes
+from ebookstore.runtime.processes import wait_until
 
 
 def _smtp(ctx, delay=0.0):

@@ -12,8 +12,8 @@ import sys
 
 import psutil
 
-from .processes import port_open, wait_until
-from .stack import Stack
+from ebookstore.runtime.processes import port_open, wait_until
+from ebookstore.runtime.stack import Stack
 
 SLEEP = "import time, sys; time.sleep(float(sys.argv[1]))"
 SPIN = ("import time, sys\n"

@@ -1,6 +1,6 @@
 """What the notebooks share: the environment cell, the environment report, job-state snapshots.
 
-    from ebookstore.course import start_notebook, check
+    from ebookstore.course.notebook import start_notebook, check
     nb = start_notebook("03")     # a Stack for this notebook, tagged nb03-…
     ...
     nb.stop()                     # the clean-up cell (it also happens when the kernel exits)
@@ -15,12 +15,14 @@ from pathlib import Path
 
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from . import processes, queues, redis_server
-from .config import Settings
-from .grading import check
+from ebookstore import queues
+from ebookstore.config import Settings
+from ebookstore.course import demo_jobs
+from ebookstore.course.grading import check
+from ebookstore.runtime import processes, redis_server
+from ebookstore.runtime.stack import Stack, new_tag
 
 __all__ = ["check", "environment_report", "heartbeat_expiry", "job_states", "start_notebook"]
-from .stack import Stack, new_tag
 
 PACKAGES = ["rq", "redis", "rq-dashboard", "Flask", "psutil", "honcho", "aiosmtpd", "jupyterlab", "nbmake"]
 
@@ -32,7 +34,7 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    stack = Stack(Settings.from_env(), tag=new_tag(f"nb{number}"))
+    stack = Stack(Settings.from_env(), tag=new_tag(f"nb{number}"), preload=(demo_jobs.__name__,))
     if not quiet:
         s = stack.settings
         mode = "solutions (grading solutions/)" if s.solutions else "learner (grading exercises/)"

@@ -1,6 +1,6 @@
 """The grader: `check("ex04")` in a notebook, `ebookstore check ex04 [--solutions]` in a shell.
 
-Each exercise has a list of checks (ebookstore/graders/exNN.py). A check runs
+Each exercise has a list of checks (ebookstore/course/checks/exNN.py). A check runs
 the learner's code for real — a Redis of its own on a free port, real worker
 processes, the real store and Maildir in a throwaway state folder — and either
 passes or raises `Fail` with a hint that teaches without giving the answer.
@@ -18,9 +18,13 @@ import time
 import traceback
 from pathlib import Path
 
-from . import processes, queues, store
-from .config import PROJECT_ROOT, Settings
-from .stack import Stack, new_tag
+from ebookstore import queues, store
+from ebookstore.config import PROJECT_ROOT, Settings
+from ebookstore.course import demo_jobs
+from ebookstore.course.checks import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09, ex10, ex11, ex12
+from ebookstore.course.checks.common import Fail
+from ebookstore.runtime import processes
+from ebookstore.runtime.stack import Stack, new_tag
 
 EXERCISES = {  # exercise id -> module name in exercises/ and solutions/
     "ex01": "ex01_why_background_jobs",
@@ -37,9 +41,11 @@ EXERCISES = {  # exercise id -> module name in exercises/ and solutions/
     "ex12": "ex12_reliability",
 }
 
-
-class Fail(AssertionError):
-    """A check did not pass; the message is the hint shown to the learner."""
+CHECKS = {  # exercise id -> the checks run_exercise runs, in order
+    "ex01": ex01.CHECKS, "ex02": ex02.CHECKS, "ex03": ex03.CHECKS, "ex04": ex04.CHECKS,
+    "ex05": ex05.CHECKS, "ex06": ex06.CHECKS, "ex07": ex07.CHECKS, "ex08": ex08.CHECKS,
+    "ex09": ex09.CHECKS, "ex10": ex10.CHECKS, "ex11": ex11.CHECKS, "ex12": ex12.CHECKS,
+}
 
 
 @dataclasses.dataclass
@@ -66,7 +72,8 @@ class Context:
             smtp_port=processes.free_port(), external_redis_url=None, smtp_url=None, mail_delay=0.0,
             dashboard_user="tutor", dashboard_password="check-password",
         )
-        self.stack = Stack(self.settings, tag=tag, stop_at_exit=False, cwd=PROJECT_ROOT)
+        self.stack = Stack(self.settings, tag=tag, stop_at_exit=False, cwd=PROJECT_ROOT,
+                           preload=(demo_jobs.__name__,))
         self._redis = None
 
     @property
@@ -114,7 +121,6 @@ def _describe(error: BaseException, module) -> str:
 
 def run_exercise(exercise: str, solutions: bool | None = None) -> list[Result]:
     """Run every check of `exercise`; never raises for a failing check."""
-    from .graders import CHECKS
     if exercise not in EXERCISES:
         raise ValueError(f"unknown exercise {exercise!r}: choose from {', '.join(EXERCISES)}")
     solutions = Settings.from_env().solutions if solutions is None else solutions

@@ -1,4 +1,4 @@
-"""A small program with a handler for each signal: `python -m ebookstore.signal_demo CONFIG.json`.
+"""A small program with a handler for each signal: `python -m ebookstore.course.signal_demo CONFIG.json`.
 
 Notebook 07 sends it signals and reads what it printed:
 - SIGTERM: clean up (here: remove its PID file), then exit 0;
