@@ -159,7 +159,8 @@ def cmd_killport(args, settings: Settings) -> int:
 
 def cmd_check(args, settings: Settings) -> int:
     from ebookstore.course.grading import run_cli  # the course's grader, only for this command
-    return run_cli(args.exercises, solutions=args.solutions or settings.solutions, all_=args.all)
+    return run_cli(args.exercises, solutions=args.solutions or settings.solutions, all_=args.all,
+                   folder=args.exercises_folder)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -198,6 +199,8 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("exercises", nargs="*", help="e.g. ex01 ex04 (default: all)")
     check.add_argument("--solutions", action="store_true", help="grade solutions/ instead of exercises/")
     check.add_argument("--all", action="store_true", help="a progress summary over every exercise")
+    check.add_argument("--exercises", dest="exercises_folder", metavar="PATH",
+                       help="grade the exNN_….py files in PATH (a copy of someone's exercises/) instead")
     check.set_defaults(func=cmd_check)
     return p
 
