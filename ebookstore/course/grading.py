@@ -118,7 +118,7 @@ def staged_folder(folder: Path, exercise: str, into: Path) -> Path:
     """
     source = Path(folder) / f"{EXERCISES[exercise]}.py"
     if not source.is_file():
-        raise FileNotFoundError(f"{source} does not exist: no {exercise} submitted")
+        raise FileNotFoundError(f"not submitted: there is no {source.name} in {folder}")
     package = into / "exercises"
     package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text("")
@@ -139,11 +139,19 @@ def _describe(error: BaseException, module) -> str:
     return f"the check stopped on {type(error).__name__}: {error}"
 
 
-def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | None = None) -> list[Result]:
-    """Run every check of `exercise`; never raises for a failing check.
+def check_name(check) -> str:
+    """A check's name: the first line of its docstring."""
+    return (check.__doc__ or check.__name__).strip().splitlines()[0]
+
+
+def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | None = None,
+                 first: int = 0, starting=None, finished=None) -> list[Result]:
+    """Run every check of `exercise` (from the `first`-th on); never raises for a failing check.
 
     Graded: solutions/ (solutions mode), exercises/, or the exercise files in `folder`
     (default: $EBOOKSTORE_EXERCISES, e.g. a learner's submission, or exercises/).
+    `starting(index)` and `finished(result)`, if given, are called as each check starts and ends
+    (to follow and time the checks from another process).
     """
     if exercise not in EXERCISES:
         raise ValueError(f"unknown exercise {exercise!r}: choose from {', '.join(EXERCISES)}")
@@ -166,7 +174,9 @@ def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | No
                 return [Result(exercise, "submitted", False, str(error), 0.0)]
             except Exception as error:  # a syntax error in the learner's file, say
                 return [Result(exercise, "imports", False, _describe(error, None), 0.0)]
-            for check in CHECKS[exercise]:
+            for index, check in enumerate(CHECKS[exercise][first:], start=first):
+                if starting:
+                    starting(index)
                 context = Context(exercise, module, Path(home) / check.__name__, tag, root)
                 started = time.perf_counter()
                 try:
@@ -176,8 +186,9 @@ def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | No
                     passed, hint = False, _describe(error, module)
                 finally:
                     context.stack.stop(timeout=2)
-                name = (check.__doc__ or check.__name__).strip().splitlines()[0]
-                results.append(Result(exercise, name, passed, hint, time.perf_counter() - started))
+                results.append(Result(exercise, check_name(check), passed, hint, time.perf_counter() - started))
+                if finished:
+                    finished(results[-1])
         finally:
             if previous_tag is None:
                 os.environ.pop(processes.RUN_TAG, None)

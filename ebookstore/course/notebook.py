@@ -159,8 +159,9 @@ def environment_report() -> bool:
         else:
             name = processes.psutil.Process(holder).name()
             mine = processes.environ(processes.psutil.Process(holder)).get(processes.RUN_TAG)
-            note = "the course's own (ebookstore up?)" if mine else "✗ taken: stop it or set another port"
-            ok = ok and bool(mine)
+            note = ("the course's own (`ebookstore up`, or another notebook)" if mine else
+                    "another program's: notebooks take a free port instead; `ebookstore up` needs this one "
+                    "(or another one set in the environment, see the README)")
             print(f"{label:<11} {port} used by PID {holder} ({name}): {note}")
     print("All set." if ok else "Fix the ✗ lines above, then run this cell again.")
     return ok
