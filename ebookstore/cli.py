@@ -14,7 +14,7 @@ import psutil
 from redis.exceptions import RedisError
 
 from ebookstore import jobs, mail, queues, store, workers
-from ebookstore.config import Settings
+from ebookstore.config import Settings, private_home
 from ebookstore.runtime import processes, redis_server
 from ebookstore.runtime.processes import RUN_TAG, wait_until
 from ebookstore.runtime.stack import Stack, StartError, new_tag, stop_everything
@@ -147,6 +147,11 @@ def cmd_outbox(args, settings: Settings) -> int:
 
 def cmd_killport(args, settings: Settings) -> int:
     pid = processes.listener_pid(args.port)
+    uid = processes.listener_uid(args.port)
+    if pid is None and uid is not None and uid != os.getuid():
+        print(f"port {args.port} is held by a process of user {processes.user_name(uid)}: not yours to stop "
+              "(ask them, or use another port)")
+        return 1
     if pid is None:
         print(f"nothing listens on port {args.port}")
         return 1
@@ -226,8 +231,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    os.umask(0o077)  # files this command (or what it execs: redis-server, rq) writes are the user's alone
     try:
-        return args.func(args, Settings.from_env())
+        settings = Settings.from_env()
+        private_home(settings.home)
+        return args.func(args, settings)
     except (StartError, FileNotFoundError, RedisError, TimeoutError, ValueError, store.PurchaseError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"ebookstore {args.command}: {first}", file=sys.stderr)

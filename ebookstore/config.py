@@ -20,6 +20,25 @@ DEFAULT_WEB_PORT = 8808
 DEFAULT_SMTP_PORT = 8025
 
 
+def user_port_offset(uid: int | None = None) -> int:
+    """How far this Unix user's default ports lie from the course's: 0 for root, 10 × (1 + uid mod 498) else.
+
+    So on a class server every learner has ports of their own (uid 1000: 16429, 8858, 8075) without
+    setting anything. The three services' ports never meet (their bases differ by amounts that are
+    not multiples of 10), and two users collide only if their uids are equal modulo 498.
+    """
+    uid = os.getuid() if uid is None else uid
+    return 0 if uid == 0 else 10 * (1 + uid % 498)
+
+
+def private_home(home: Path) -> Path:
+    """Create the state folder readable by its owner only (0700): it holds buyers' emails, the queue, passwords."""
+    home.mkdir(parents=True, exist_ok=True)
+    if home.stat().st_uid == os.getuid() and home.stat().st_mode & 0o077:
+        home.chmod(0o700)
+    return home
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -47,9 +66,9 @@ class Settings:
         home = Path(env.get("EBOOKSTORE_HOME") or PROJECT_ROOT / "var").resolve()
         values = dict(
             home=home,
-            redis_port=int(env.get("EBOOKSTORE_REDIS_PORT") or DEFAULT_REDIS_PORT),
-            web_port=int(env.get("EBOOKSTORE_WEB_PORT") or DEFAULT_WEB_PORT),
-            smtp_port=int(env.get("EBOOKSTORE_SMTP_PORT") or DEFAULT_SMTP_PORT),
+            redis_port=int(env.get("EBOOKSTORE_REDIS_PORT") or DEFAULT_REDIS_PORT + user_port_offset()),
+            web_port=int(env.get("EBOOKSTORE_WEB_PORT") or DEFAULT_WEB_PORT + user_port_offset()),
+            smtp_port=int(env.get("EBOOKSTORE_SMTP_PORT") or DEFAULT_SMTP_PORT + user_port_offset()),
             external_redis_url=env.get("REDIS_URL") or None,
             database=Path(env["EBOOKSTORE_DATABASE"]) if env.get("EBOOKSTORE_DATABASE") else None,
             smtp_url=env.get("EBOOKSTORE_SMTP_URL") or None,

@@ -14,7 +14,7 @@ import rq_dashboard.web
 from flask import Flask, Response, g, jsonify, render_template, request
 
 from . import jobs, queues, store
-from .config import Settings
+from .config import Settings, private_home
 
 
 def dashboard_credentials(settings: Settings) -> tuple[str, str]:
@@ -23,7 +23,7 @@ def dashboard_credentials(settings: Settings) -> tuple[str, str]:
         return settings.dashboard_user, settings.dashboard_password
     path = settings.home / "dashboard-password"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_home(settings.home)
         path.write_text(secrets.token_urlsafe(12))
         path.chmod(0o600)
     return settings.dashboard_user or "admin", path.read_text().strip()

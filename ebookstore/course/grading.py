@@ -71,6 +71,7 @@ class Context:
         self.settings = Settings.from_env(
             home=home, redis_port=processes.free_port(), web_port=processes.free_port(),
             smtp_port=processes.free_port(), external_redis_url=None, smtp_url=None, mail_delay=0.0,
+            database=None, inline_emails=False,  # the check's own store, whatever the notebook's environment says
             dashboard_user="tutor", dashboard_password="check-password",
         )
         self.stack = Stack(self.settings, tag=tag, stop_at_exit=False, cwd=root or PROJECT_ROOT,

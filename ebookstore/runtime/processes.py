@@ -9,6 +9,7 @@ broad name.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
 import socket
@@ -82,6 +83,30 @@ def listener_pid(port: int) -> int | None:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
             return conn.pid
     return None
+
+
+def listener_uid(port: int) -> int | None:
+    """The Unix user id owning the socket that listens on TCP `port` (also another user's, whose PID we can't see).
+
+    Read from /proc/net/tcp and tcp6: one line per socket, state 0A is LISTEN, the uid is column 8.
+    """
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return int(fields[7])
+    return None
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def work_horse(worker: psutil.Process) -> psutil.Process | None:

@@ -21,7 +21,7 @@ import psutil
 from redis import Redis
 
 from ebookstore import mail, workers
-from ebookstore.config import PROJECT_ROOT, Settings
+from ebookstore.config import PROJECT_ROOT, Settings, private_home
 from ebookstore.runtime import processes, redis_server
 from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 
@@ -44,6 +44,7 @@ class Stack:
                  stop_at_exit: bool = True, cwd: Path | None = None, preload: tuple[str, ...] = ()):
         """`preload`: job modules besides the store's that this run's workers import before forking."""
         self.settings = settings or Settings.from_env()
+        private_home(self.settings.home)
         self.cwd = cwd or PROJECT_ROOT  # where processes start; job functions are imported from here
         self.tag = tag or new_tag()
         self.preload = tuple(preload)
@@ -95,6 +96,7 @@ class Stack:
             popen = subprocess.Popen(
                 argv, cwd=self.cwd, env=self.env(name, env), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                umask=0o077,  # what it writes (database, Maildir, Redis's files) is its owner's alone
             )
         self._popens[name] = popen
         if ready is not None:
@@ -232,6 +234,9 @@ def _require_free(port: int, name: str) -> None:
         who = f"PID {holder} ({proc.name()})" if proc else "another process"
     except psutil.NoSuchProcess:
         env, who = {}, "a process that just exited"
+    uid = processes.listener_uid(port)
+    if holder is None and uid is not None and uid != os.getuid():  # another user's: we can't see its PID
+        who = f"a process of user {processes.user_name(uid)}"
     if env.get(RUN_TAG):  # one of the course's own processes: never advise killing it by port
         raise StartError(
             f"cannot start {name}: port {port} is used by the course's own {env.get(PROCESS_NAME, 'process')} "
