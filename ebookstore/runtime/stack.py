@@ -221,9 +221,12 @@ def _require_free(port: int, name: str) -> None:
 
 def stop_everything(home: Path, timeout: float = 5.0) -> dict[int, str]:
     """Stop every process any run of the course started for state folder `home` (by tag)."""
-    mine = []
+    mine, servers = [], []
     for proc in psutil.process_iter():
         env = processes.environ(proc)
         if env.get(RUN_TAG) and Path(env.get("EBOOKSTORE_HOME", "")) == Path(home):
-            mine.append(proc)
-    return processes.stop(mine, timeout)
+            (servers if env.get(PROCESS_NAME) == "redis" else mine).append(proc)
+    # Redis last: workers finish their job and report it, and leave no scheduler lock behind.
+    outcome = processes.stop(mine, timeout)
+    outcome.update(processes.stop(servers, timeout))
+    return outcome

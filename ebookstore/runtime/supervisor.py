@@ -7,8 +7,8 @@ production (Restart=always, see systemd/); here, this small loop does it:
 
 - start `count` workers, each its own session, each tagged with the run tag (the supervisor's);
 - every 0.2 s, look at each: one that exited is started again — at once if it had run a
-  while, else after a back-off that doubles up to 10 s (a worker that cannot start must
-  not be restarted in a tight loop);
+  few seconds, else after a back-off that doubles up to 10 s (a worker that cannot even
+  start, say Redis refuses it, must not be restarted in a tight loop);
 - a restarted worker gets a new name (worker-1.2, worker-1.3 …): RQ refuses a name that is
   still registered, and a killed worker had no chance to unregister;
 - a dead worker's scheduler child is stopped (it would run on, orphaned), its work-horse is
@@ -30,7 +30,7 @@ from ebookstore.runtime import processes
 from ebookstore.runtime.processes import RUN_TAG
 from ebookstore.runtime.stack import Stack, new_tag
 
-QUICK_RESTART_AFTER = 30.0  # seconds: a worker that ran this long is restarted at once
+QUICK_RESTART_AFTER = 5.0   # seconds: a worker that ran this long is restarted at once (it did start)
 MAX_BACKOFF = 10.0          # seconds between restarts of a worker that keeps dying
 STOP_TIMEOUT = 10.0         # seconds a worker gets to finish its job when the supervisor stops
 
@@ -79,8 +79,11 @@ class Supervisor:
             if status is None:
                 return
             how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
-            slot.backoff = 0.5 if now - slot.started_at >= QUICK_RESTART_AFTER else min(slot.backoff * 2, MAX_BACKOFF)
-            slot.restart_at = now + (0 if slot.backoff == 0.5 else slot.backoff)
+            if now - slot.started_at >= QUICK_RESTART_AFTER:
+                slot.backoff, slot.restart_at = 0.5, now
+            else:
+                slot.backoff = min(slot.backoff * 2, MAX_BACKOFF)
+                slot.restart_at = now + slot.backoff
             self.log(f"{slot.name} {how}; starting it again in {slot.restart_at - now:.1f} s", flush=True)
             self.stop_leftover_scheduler(slot)
         if now >= slot.restart_at and not self.stopping:
