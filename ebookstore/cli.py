@@ -155,6 +155,13 @@ def cmd_mail(args, settings: Settings) -> int:
     os.execve(argv[0], argv, _cli_stack(settings).env("mail"))
 
 
+def cmd_web(args, settings: Settings) -> int:
+    """Replace this process with the web app served by waitress (foreground, for the Procfile)."""
+    argv = Stack.web_argv(settings, args.server)
+    print(" ".join(argv), flush=True)
+    os.execve(argv[0], argv, _cli_stack(settings).env("web"))
+
+
 def _cli_stack(settings: Settings) -> Stack:
     """A Stack for a process this command runs: the run tag it was given (honcho, up), else a new cli-… one."""
     return Stack(settings, tag=os.environ.get(RUN_TAG) or new_tag("cli"), stop_at_exit=False)
@@ -270,6 +277,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("redis", help="run the course's redis-server in the foreground").set_defaults(func=cmd_redis)
     sub.add_parser("relay", help="run the outbox relay in the foreground").set_defaults(func=cmd_relay)
     sub.add_parser("mail", help="run the SMTP mail catcher in the foreground").set_defaults(func=cmd_mail)
+    web = sub.add_parser("web", help="serve the web app in the foreground (waitress, 127.0.0.1)")
+    web.add_argument("--server", choices=["waitress", "flask"], default="waitress",
+                     help="flask: Flask's development server instead")
+    web.set_defaults(func=cmd_web)
     buy = sub.add_parser("buy", help="buy an ebook (as the web app would)")
     buy.add_argument("buyer_id", type=sqlite_id)
     buy.add_argument("ebook_id", type=sqlite_id)

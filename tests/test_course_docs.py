@@ -27,7 +27,7 @@ def test_checklist_covers_every_item_with_a_link_and_a_check():
 
 def test_readme_documents_what_the_procfile_runs():
     assert procfile.disagreements() == []
-    assert set(procfile.entries()) == {"redis", "worker", "cron", "relay", "web", "mail"}
+    assert set(procfile.entries()) == {"redis", "workers", "cron", "relay", "web", "mail"}
 
 
 def test_readme_has_exactly_the_two_commands():
