@@ -40,7 +40,7 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
         mode = "solutions (grading solutions/)" if s.solutions else "learner (grading exercises/)"
         print(f"run tag     {stack.tag}   (every process this notebook starts carries it)")
         print(f"state       {s.home}")
-        print(f"redis       {s.redis_url}")
+        print(f"redis       {s.redis_url_shown}")
         print(f"mode        {mode}")
     return stack
 
