@@ -144,3 +144,20 @@ def test_the_rescue_must_see_a_job_lost_twice(settings, redis):
         time.sleep(0.4)
         assert outbox.rescue_lost(conn, redis, confirm_after=0.3, suspects=suspects) == 1
         assert [row["job_id"] for row in outbox.pending(conn)] == [jobs.notification_job_id(purchases[1])]
+
+
+def test_a_worker_rides_out_a_redis_restart(stack):
+    """Redis killed mid-job and away for 6 s: the same worker process goes on and runs the next job."""
+    settings = stack.settings.replace(external_redis_url=None, redis_port=processes.free_port())
+    stack.settings = settings
+    server = stack.redis()
+    worker = stack.worker("steady", ["default"], with_scheduler=True, wait_ready=True)
+    queues.get_queue("default", queues.connect(settings)).enqueue("ebookstore.course.demo_jobs.nap", 2)
+    wait_until(lambda: processes.work_horse(worker), 10, what="the job to start")
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=5)
+    time.sleep(6)                       # the worker's commands fail meanwhile: it waits and tries again
+    stack.redis()
+    job = queues.get_queue("default", queues.connect(settings)).enqueue("ebookstore.course.demo_jobs.nap", 0)
+    wait_until(lambda: job.get_status(refresh=True) == "finished", 20, interval=0.2, what="the job after the restart")
+    assert worker.is_running() and not processes.gone(worker), stack.log("steady")
