@@ -19,10 +19,14 @@ hangs, or one on another machine whose process we cannot see). The fencing token
 holder whose lease ran out from releasing the claim of the one after it.
 
 What no claim can do: make SMTP exactly-once. Killed after the mail server accepted an
-email and before the ledger row is written, a job will send that email again. The
-store makes that window as small as it can (the row is written before the SMTP
-connection is even closed, see mail.deliver's `on_sent`), and the key travels in the
-X-Ebookstore-Key header so the receiving side can drop a duplicate.
+email and before the ledger row is written, a sender will send that email again. The
+store makes that window as small as it can: the row is written the moment the server
+answers, before the SMTP connection is even closed (mail.deliver's `on_sent`), and, in a
+work-horse, each email is claimed, sent and recorded by a short-lived process of its own
+(forked, in its own process group): a crash of the job — a killed worker or work-horse —
+cannot split a send from its record; only a crash of that small sender in the
+millisecond between "accepted" and the commit can (or a power cut). The key travels in
+the X-Ebookstore-Key header so the receiving side can drop such a duplicate.
 
 Why SQLite and not a lock in Redis: the claim sits in the same database and the same
 transaction as the ledger it guards, a Redis restart cannot lose it, and the store
@@ -33,10 +37,15 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import sys
+import threading
 import time
+import traceback
+from contextlib import closing
 from email.message import EmailMessage
 
 import psutil
+from rq import get_current_job
 
 from . import mail, store
 from .config import Settings
@@ -104,7 +113,14 @@ def deliver_once(conn, message: EmailMessage, settings: Settings, poll: float = 
     """Send `message` unless its key is in the ledger; True if this call sent it.
 
     Waits while another live holder sends it (at most one lease), then raises ClaimBusy.
+    In an RQ work-horse the claim, the send and the record happen in a forked sender (see above).
     """
+    if _in_work_horse():
+        return _deliver_in_sender(message, settings, poll)
+    return _claim_send_record(conn, message, settings, poll)
+
+
+def _claim_send_record(conn, message: EmailMessage, settings: Settings, poll: float) -> bool:
     key = message["X-Ebookstore-Key"]
     lease = settings.mail_delay + LEASE_MARGIN
     deadline = time.monotonic() + lease
@@ -121,3 +137,37 @@ def deliver_once(conn, message: EmailMessage, settings: Settings, poll: float = 
             release(conn, key, token)
         raise
     return True
+
+
+def _in_work_horse() -> bool:
+    # Fork only a single-threaded process that runs an RQ job (a forking worker's horse):
+    # forking a threaded process (the web app, a notebook kernel) is not safe.
+    return hasattr(os, "fork") and threading.active_count() == 1 and get_current_job() is not None
+
+
+SENT, SKIPPED, BUSY_EXIT = 0, 3, 4  # the sender's exit statuses; anything else: it failed (see the log)
+
+
+def _deliver_in_sender(message: EmailMessage, settings: Settings, poll: float) -> bool:
+    pid = os.fork()
+    if pid == 0:  # the sender: its own process group, its own database connection
+        status = 1
+        try:
+            os.setpgrp()
+            with closing(store.connect(settings.database_path)) as conn:
+                status = SENT if _claim_send_record(conn, message, settings, poll) else SKIPPED
+        except ClaimBusy:
+            status = BUSY_EXIT
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(wait_status)
+    if code == BUSY_EXIT:
+        raise ClaimBusy(f"{message['X-Ebookstore-Key']}: another worker kept sending it")
+    if code not in (SENT, SKIPPED):
+        raise RuntimeError(f"sending {message['X-Ebookstore-Key']} failed (sender exit status {code}; see the log)")
+    return code == SENT
