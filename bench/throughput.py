@@ -48,7 +48,7 @@ def rate(connection, ids) -> float:
 
 def run(stack, connection, kind, setup: str, conn) -> float:
     ids = enqueue(connection, conn, kind)
-    base = ["--url", stack.settings.redis_url, "--serializer", "json", "--burst"]
+    base = ["--serializer", "json", "--burst"]  # the URL (and its password) come from RQ_REDIS_URL
     if setup == "pool ×2":
         procs = [stack.start("pool", [rq_executable(), "worker-pool", "default", "-n", "2",
                                       "-w", "ebookstore.workers.StoreWorker", *base])]

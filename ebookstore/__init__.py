@@ -4,6 +4,7 @@ Three parts, one folder each; a part imports only the parts above it in this lis
 
 The store (this folder)
   config        settings from environment variables
+  credentials   secrets generated once per state folder (Redis and dashboard passwords, 0600 files)
   store         users, ebooks, purchases (SQLite); a purchase is one transaction
   reports       sales statistics
   mail          the store's emails, their (idempotent) delivery, the outbox of delivered mail
@@ -13,10 +14,12 @@ The store (this folder)
   retries       retry policies, permanent failures, the retries-exhausted hook
   workers       StoreWorker (fast recovery) and WeightedWorker (Sidekiq-style weights)
   cron, cron_config   periodic jobs with RQ's cron
-  web           the Flask app, its JSON API and the RQ dashboard
+  web           the Flask app and its JSON API
+  dashboard     the RQ dashboard at /jobs: login, JSON only (never pickle), same-origin POST for changes
 The runtime (runtime/): starting, finding and stopping processes
   processes     finding, listing and stopping processes (psutil): ps / pgrep / lsof / kill
   stack         starting and stopping the course's processes, each with a run tag
+  supervisor    `ebookstore workers`: keeps N workers running, starts again any that dies
   redis_server  which redis-server to run, and how
   procfile      the Procfile and the README's table of processes
   systemd/      an example unit file for the workers

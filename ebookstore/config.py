@@ -11,6 +11,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+from . import credentials
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 
@@ -18,6 +20,7 @@ PROJECT_ROOT = PACKAGE_DIR.parent
 DEFAULT_REDIS_PORT = 16379
 DEFAULT_WEB_PORT = 8808
 DEFAULT_SMTP_PORT = 8025
+DEFAULT_WORKERS = 2  # workers `ebookstore up` runs: one may die while the other carries on
 
 
 def user_port_offset(uid: int | None = None) -> int:
@@ -29,14 +32,6 @@ def user_port_offset(uid: int | None = None) -> int:
     """
     uid = os.getuid() if uid is None else uid
     return 0 if uid == 0 else 10 * (1 + uid % 498)
-
-
-def private_home(home: Path) -> Path:
-    """Create the state folder readable by its owner only (0700): it holds buyers' emails, the queue, passwords."""
-    home.mkdir(parents=True, exist_ok=True)
-    if home.stat().st_uid == os.getuid() and home.stat().st_mode & 0o077:
-        home.chmod(0o700)
-    return home
 
 
 def _flag(value: str | None) -> bool:
@@ -59,6 +54,7 @@ class Settings:
     dashboard_password: str | None = None
     solutions: bool = False
     inline_emails: bool = False  # Chapter III's way: the web app sends the emails itself (for comparison)
+    workers: int = DEFAULT_WORKERS  # EBOOKSTORE_WORKERS: how many workers the supervisor keeps running
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
@@ -77,6 +73,7 @@ class Settings:
             dashboard_password=env.get("EBOOKSTORE_DASHBOARD_PASSWORD") or None,
             solutions=_flag(env.get("EBOOKSTORE_SOLUTIONS")),
             inline_emails=_flag(env.get("EBOOKSTORE_INLINE_EMAILS")),
+            workers=int(env.get("EBOOKSTORE_WORKERS") or DEFAULT_WORKERS),
         )
         values.update(overrides)
         return cls(**values)
@@ -85,8 +82,21 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     @property
+    def redis_password(self) -> str:
+        """The password of the course's Redis: generated once per state folder, kept in a 0600 file."""
+        return credentials.generated(self.home / credentials.REDIS_PASSWORD_FILE)
+
+    @property
     def redis_url(self) -> str:
-        return self.external_redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        """The URL every client connects with: the password included (never print it: see redis_url_shown)."""
+        if self.external_redis_url:
+            return self.external_redis_url
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def redis_url_shown(self) -> str:
+        """The Redis URL with its password masked: for messages, logs and notebooks."""
+        return credentials.masked(self.redis_url)
 
     @property
     def database_path(self) -> Path:
@@ -111,7 +121,11 @@ class Settings:
             "EBOOKSTORE_MAIL_DELAY": str(self.mail_delay),
             "EBOOKSTORE_SOLUTIONS": "1" if self.solutions else "0",
             "EBOOKSTORE_INLINE_EMAILS": "1" if self.inline_emails else "0",
+            "EBOOKSTORE_WORKERS": str(self.workers),
+            # The URL carries the password: a process's environment is private to its user,
+            # its command line is not. `rq worker` reads its URL from RQ_REDIS_URL.
             "REDIS_URL": self.redis_url,
+            "RQ_REDIS_URL": self.redis_url,
         }
         optional = {
             "EBOOKSTORE_SMTP_URL": self.smtp_url,

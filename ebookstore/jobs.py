@@ -18,7 +18,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from . import mail, outbox, queues, reports, store
+from . import claims, mail, outbox, queues, reports, store
 from .config import Settings
 from .retries import STORE_RETRY, PermanentError
 
@@ -28,8 +28,10 @@ def purchase_notification(purchase_id: int) -> dict:
 
     Idempotent: an email already delivered (its key is in the deliveries table)
     is skipped, so a second run — a retry, a recovery after a killed worker —
-    sends nothing twice. Delivery itself is idempotent by key too (mail.deliver),
-    which covers a kill between delivering and recording.
+    sends nothing twice. Two runs at the same time are safe too: each email is
+    claimed before it is sent, and only one run can hold the claim (claims.py).
+    Maildir delivery is idempotent by key as well (mail.deliver), which covers a
+    kill between delivering and recording; over SMTP that gap cannot be closed.
     """
     settings = Settings.from_env()
     with closing(store.connect(settings.database_path)) as conn:
@@ -42,14 +44,8 @@ def purchase_notification(purchase_id: int) -> dict:
             mail.commission_email(purchase),
             mail.ebook_statistics_email(purchase, stats),
         ]
-        sent = []
-        for message in messages:
-            key = message["X-Ebookstore-Key"]
-            if conn.execute("SELECT 1 FROM deliveries WHERE key = ?", (key,)).fetchone():
-                continue
-            mail.deliver(message, settings)
-            conn.execute("INSERT OR IGNORE INTO deliveries (key, delivered_at) VALUES (?, ?)", (key, store.now_iso()))
-            sent.append(key)
+        sent = [message["X-Ebookstore-Key"] for message in messages
+                if claims.deliver_once(conn, message, settings)]
         outbox.complete(conn, notification_job_id(purchase_id))
     return {"purchase_id": purchase_id, "sent": sent}
 
@@ -112,8 +108,7 @@ def buy_and_notify(conn, connection: Redis, buyer_id, ebook_id, logger=None) -> 
                 logger.warning("purchase %s: Redis unavailable (%s); the relay will enqueue its emails",
                                purchase["id"], error)
             return
-        with store.transaction(conn):
-            conn.execute("UPDATE outbox SET enqueued_at = ? WHERE job_id = ?", (store.now_iso(), job_id))
+        outbox.mark_enqueued(conn, job_id)
         queued.append(job_id)
 
     purchase = store.buy(conn, buyer_id, ebook_id, in_transaction=write_outbox, after_commit=enqueue_emails)

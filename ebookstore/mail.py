@@ -85,12 +85,14 @@ def statistics_report_email(period: str, report: dict) -> EmailMessage:
     )
 
 
-def deliver(message: EmailMessage, settings: Settings) -> None:
+def deliver(message: EmailMessage, settings: Settings, on_sent=None) -> None:
     """Send one email: by SMTP if `settings.smtp_url` is set, else into the Maildir.
 
     Maildir delivery is idempotent: the file is named after the email's key, so
     delivering the same email twice leaves one file. (SMTP cannot promise that;
     the key travels in a header for the receiving side to deduplicate.)
+    `on_sent()` runs the moment the email is accepted — over SMTP before the
+    connection is closed — so a caller can record it with as little delay as possible.
     """
     if settings.mail_delay:
         time.sleep(settings.mail_delay)
@@ -98,10 +100,15 @@ def deliver(message: EmailMessage, settings: Settings) -> None:
         url = urlsplit(settings.smtp_url)
         with smtplib.SMTP(url.hostname or "127.0.0.1", url.port or 25, timeout=10) as smtp:
             smtp.send_message(message)
-    elif message["X-Ebookstore-Key"]:
+            if on_sent:
+                on_sent()
+        return
+    if message["X-Ebookstore-Key"]:
         _deliver_once(message, settings)
     else:
         maildir(settings).add(message)
+    if on_sent:
+        on_sent()
 
 
 def _deliver_once(message: EmailMessage, settings: Settings) -> None:

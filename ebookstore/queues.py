@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import tomllib
 from pathlib import Path
 from typing import Callable
 
-import tomllib
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer

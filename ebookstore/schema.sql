@@ -46,3 +46,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     key           TEXT PRIMARY KEY,
     delivered_at  TEXT NOT NULL
 );
+
+-- Claims: who is sending an email right now. A job may run twice *at the same time* (enqueued
+-- twice, or retried while the work-horse of a killed worker still runs it): the ledger alone
+-- would let both copies send. Only the holder of an email's claim sends it (see claims.py).
+CREATE TABLE IF NOT EXISTS claims (
+    key         TEXT PRIMARY KEY,   -- the email's key, as in deliveries
+    holder      TEXT NOT NULL,      -- host/pid/start time of the process sending it
+    token       INTEGER NOT NULL,   -- fencing token: one more for every new holder
+    expires_at  REAL NOT NULL       -- Unix time: a holder that hangs loses the claim then
+);

@@ -12,6 +12,7 @@ from typing import Callable
 
 from .config import PACKAGE_DIR
 
+ID_MIN, ID_MAX = -2**63, 2**63 - 1  # SQLite's INTEGER: a larger id would raise OverflowError, not "no such row"
 COMMISSION_RATE = 0.8  # the seller's share of each sale; the store keeps the rest
 
 DEMO_USERS = [  # (name, email, is_seller)
@@ -108,7 +109,9 @@ def ebooks(conn) -> list[dict]:
 
 
 def get_purchase(conn, purchase_id: int) -> dict | None:
-    """A purchase with its ebook, buyer and seller: everything its emails need."""
+    """A purchase with its ebook, buyer and seller: everything its emails need (None if there is none)."""
+    if not valid_id(purchase_id):
+        return None
     row = conn.execute(
         "SELECT p.*, e.title, e.seller_id, b.name AS buyer_name, b.email AS buyer_email, "
         "s.name AS seller_name, s.email AS seller_email "
@@ -120,11 +123,27 @@ def get_purchase(conn, purchase_id: int) -> dict | None:
     return dict(row) if row else None
 
 
+def shown(value, limit: int = 40) -> str:
+    """`value` as an error message may echo it: its repr (text as is), cut to `limit` characters.
+
+    A message that repeats the whole input would send a 64 MB id straight back.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def valid_id(value) -> bool:
+    """True for an int SQLite can store (bool is no id, although Python counts it as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and ID_MIN <= value <= ID_MAX
+
+
 def _require_id(value, field: str) -> int:
     if value is None:
         raise PurchaseError(f"missing field: {field}")
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PurchaseError(f"{field} must be an integer, got {value!r}")
+        raise PurchaseError(f"{field} must be an integer, got {shown(value)}")
+    if not valid_id(value):
+        raise PurchaseError(f"{field} is out of range (a 64-bit integer), got {shown(value)}")
     return value
 
 

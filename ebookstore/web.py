@@ -6,27 +6,23 @@ buyer gets the answer at once and never waits for the mail provider.
 """
 from __future__ import annotations
 
-import secrets
 import sqlite3
 
-import rq_dashboard
-import rq_dashboard.web
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import jobs, queues, store
-from .config import Settings, private_home
+from . import credentials, dashboard, jobs, queues, store
+from .config import Settings
+
+MAX_BODY = 16 * 1024  # bytes: a purchase is two ids; anything bigger is refused (413) before it is read
 
 
 def dashboard_credentials(settings: Settings) -> tuple[str, str]:
-    """(user, password) of the dashboard: from the settings, else generated once and kept."""
+    """(user, password) of the dashboard: from the settings, else generated once and kept (0600)."""
     if settings.dashboard_user and settings.dashboard_password:
         return settings.dashboard_user, settings.dashboard_password
-    path = settings.home / "dashboard-password"
-    if not path.exists():
-        private_home(settings.home)
-        path.write_text(secrets.token_urlsafe(12))
-        path.chmod(0o600)
-    return settings.dashboard_user or "admin", path.read_text().strip()
+    password = credentials.generated(settings.home / credentials.DASHBOARD_PASSWORD_FILE, nbytes=12)
+    return settings.dashboard_user or "admin", password
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -34,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
-    app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     store.connect(settings.database_path).close()  # create and seed the database on first start
 
     def db() -> sqlite3.Connection:
@@ -65,9 +61,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     def list_users():
         return jsonify(store.users(db()))
 
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error):
+        return jsonify(error=f"request body too large (at most {MAX_BODY} bytes)"), 413
+
     @app.post("/api/purchases")
     def create_purchase():
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # JSON nested deeper than Python's parser goes
+            body = None
         if not isinstance(body, dict):
             return jsonify(error="send a JSON object: {\"buyer_id\": int, \"ebook_id\": int}"), 400
         try:
@@ -82,27 +85,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/api/purchases/<int:purchase_id>")
     def show_purchase(purchase_id):
+        if not store.valid_id(purchase_id):
+            return jsonify(error=f"purchase id out of range (a 64-bit integer): {store.shown(purchase_id)}"), 400
         purchase = store.get_purchase(db(), purchase_id)
         if purchase is None:
             return jsonify(error=f"no purchase with id {purchase_id}"), 404
         return jsonify(purchase)
 
-    _mount_dashboard(app, settings)
+    dashboard.mount(app, settings, *dashboard_credentials(settings))
     return app
-
-
-def _mount_dashboard(app: Flask, settings: Settings) -> None:
-    user, password = dashboard_credentials(settings)
-    rq_dashboard.web.config.serializer = queues.SERIALIZER  # our jobs are JSON, not pickle
-
-    @app.before_request
-    def require_login():
-        if request.blueprint != "rq_dashboard":
-            return None
-        auth = request.authorization
-        if not (auth and secrets.compare_digest(auth.username or "", user)
-                and secrets.compare_digest(auth.password or "", password)):
-            return Response("Login required\n", 401, {"WWW-Authenticate": 'Basic realm="RQ dashboard"'})
-
-    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/jobs")
-    rq_dashboard.web.setup_rq_connection(app)

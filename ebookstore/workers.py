@@ -14,6 +14,8 @@ import random
 import sys
 from pathlib import Path
 
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from rq import Worker, worker_registration
 from rq.registry import clean_registries
 from rq.utils import now
@@ -62,9 +64,16 @@ class StoreWorker(Worker):
     HEARTBEAT_GRACE = 3  # seconds a worker may miss its heartbeat before its job counts as abandoned
     INTERMEDIATE_GRACE = 5  # seconds a dequeued job may wait to be started before it counts as abandoned
     MAINTENANCE_LOCK_TTL = 10  # seconds
+    # A Redis restart: every command waits and tries again (0.25, 0.5, 1, 2, 4, 4 … s), for about
+    # five minutes, instead of ending the worker. Then it gives up and exits; a supervisor starts it again.
+    REDIS_RETRY = Retry(ExponentialBackoff(cap=4, base=0.25), retries=75)
+    max_connection_wait_time = 4.0  # RQ's own back-off while waiting for jobs (RQ: up to 60 s)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The connection is shared by the queues, copied by the scheduler child and inherited
+        # by each work-horse: all of them ride out a Redis restart.
+        self.connection.set_retry(self.REDIS_RETRY)
         preload_job_modules()
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
@@ -137,6 +146,8 @@ def worker_argv(settings: Settings, name: str, queue_names: list[str] | None = N
     """The `rq worker …` command line of a store worker.
 
     `name` appears in the command line, so `pgrep -f NAME` finds exactly this worker.
+    The Redis URL does not: it carries the password, and `ps` shows command lines to
+    every user. The worker reads it from RQ_REDIS_URL in its environment (Settings.to_env).
     `plain_rq`: RQ's own Worker with RQ's default timings (to show what the store improves).
     """
     if simple:
@@ -148,7 +159,6 @@ def worker_argv(settings: Settings, name: str, queue_names: list[str] | None = N
     argv = [
         rq_executable(), "worker",
         *(queue_names or queues.load_config().names),
-        "--url", settings.redis_url,
         "--serializer", "json",
         "--worker-class", worker_class,
         "--name", name,

@@ -2,14 +2,8 @@
 import os
 import socket
 
-from ebookstore.config import (
-    DEFAULT_REDIS_PORT,
-    DEFAULT_SMTP_PORT,
-    DEFAULT_WEB_PORT,
-    Settings,
-    private_home,
-    user_port_offset,
-)
+from ebookstore.config import DEFAULT_REDIS_PORT, DEFAULT_SMTP_PORT, DEFAULT_WEB_PORT, Settings, user_port_offset
+from ebookstore.credentials import private_home
 from ebookstore.runtime import processes
 
 

@@ -43,7 +43,7 @@ def test_readme_and_pyproject_agree_on_the_python_version():
 
 def test_readme_documents_what_the_procfile_runs():
     assert procfile.disagreements() == []
-    assert set(procfile.entries()) == {"redis", "worker", "cron", "relay", "web", "mail"}
+    assert set(procfile.entries()) == {"redis", "workers", "cron", "relay", "web", "mail"}
 
 
 def test_readme_has_exactly_the_two_commands():

@@ -1,9 +1,11 @@
 """Nothing lost, nothing sent twice: kill -9 recovery, idempotent emails, the outbox, Redis restarts."""
 import signal
+import subprocess
+import sys
 import time
 from contextlib import closing
 
-from ebookstore import jobs, mail, outbox, queues, store
+from ebookstore import claims, jobs, mail, outbox, queues, store
 from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
 
@@ -30,7 +32,7 @@ def test_a_killed_workers_job_is_completed_by_another_within_20_s(settings, stac
     print(f"\nkill -9 recovery: the job was completed by another worker {recovery:.1f} s after the kill")
     assert recovery < 20
     job = queues.get_queue("critical", redis).fetch_job(purchase["jobs"][0])
-    assert job.get_status() == "finished"
+    wait_until(lambda: job.get_status(refresh=True) == "finished", 5, what="the job's bookkeeping after its last email")
     assert len(mail.outbox(settings)) == 3, "nothing was sent twice"
 
 
@@ -83,3 +85,79 @@ def test_queued_jobs_survive_a_redis_kill_and_restart(stack):
     server.wait(timeout=5)
     stack.redis()
     assert queues.get_queue("low", queues.connect(settings)).job_ids == ids
+
+
+def test_two_copies_of_a_job_running_at_once_send_each_email_once(settings, stack):
+    """A job enqueued twice, or retried while a killed worker's horse still runs it: both copies run together."""
+    smtp = settings.replace(smtp_url=f"smtp://127.0.0.1:{settings.smtp_port}", mail_delay=0.3)
+    stack.settings = smtp
+    stack.mail()
+    with closing(store.connect(settings.database_path)) as conn:
+        purchase = store.buy(conn, 1, 4)
+    run = f"from ebookstore import jobs; print(jobs.purchase_notification({purchase['id']})['sent'])"
+    copies = [stack.start(f"copy-{i}", [sys.executable, "-c", run]) for i in range(3)]
+    for proc in copies:
+        proc.wait(timeout=30)
+    delivered = [m["key"] for m in mail.outbox(settings)]  # the catcher keeps duplicates
+    assert sorted(delivered) == sorted(f"purchase-{purchase['id']}-{k}" for k in ("receipt", "commission", "statistics"))
+    sent = [stack.log(f"copy-{i}") for i in range(3)]
+    assert sum(line.count("purchase-") for line in sent) == 3, sent  # the three copies shared the work
+
+
+def test_a_claim_of_a_killed_holder_is_taken_over_at_once(settings):
+    with closing(store.connect(settings.database_path)) as conn:
+        dead = subprocess.run([sys.executable, "-c", "from ebookstore import claims; print(claims.me())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        conn.execute("INSERT INTO claims (key, holder, token, expires_at) VALUES ('k', ?, 7, ?)", (dead, time.time() + 60))
+        assert claims.claim(conn, "k", lease=60) == 8          # its holder is gone: ours, with the next token
+        assert claims.holder_alive(claims.me())
+        conn.execute("UPDATE claims SET holder = 'elsewhere/1/1.000' WHERE key = 'k'")
+        assert claims.claim(conn, "k", lease=60) == claims.BUSY  # another machine's: its lease decides
+        claims.release(conn, "k", 9)
+        claims.record(conn, "k", 9)
+        assert claims.claim(conn, "k", lease=60) == claims.DELIVERED
+
+
+def test_the_relay_leaves_young_rows_to_the_web_app_and_claims_the_rest(settings, redis):
+    with closing(store.connect(settings.database_path)) as conn:
+        with store.transaction(conn):
+            outbox.record(conn, "purchase-1-notification", "ebookstore.jobs.purchase_notification", [1], "critical")
+        assert outbox.relay(conn, redis) == 0                     # younger than a few seconds: the web app's
+        assert outbox.relay(conn, redis, min_age=0) == 1
+        assert outbox.relay(conn, redis, min_age=0) == 0          # claimed: never enqueued twice
+        assert not outbox.mark_enqueued(conn, "purchase-1-notification")
+    assert queues.get_queue("critical", redis).job_ids == ["purchase-1-notification"]
+
+
+def test_the_rescue_must_see_a_job_lost_twice(settings, redis):
+    """Between BLPOP and "started" a live worker's job looks lost for a moment: one look is not enough."""
+    with closing(store.connect(settings.database_path)) as conn:
+        purchases = [jobs.buy_and_notify(conn, redis, 1, 1)["id"] for _ in range(2)]
+        conn.execute("UPDATE outbox SET enqueued_at = '2000-01-01T00:00:00.000+00:00'")
+        queue = queues.get_queue("critical", redis)
+        for purchase in purchases:  # popped by a worker that has not marked them started yet
+            redis.lrem(queue.key, 0, jobs.notification_job_id(purchase))
+        suspects = {}
+        assert outbox.rescue_lost(conn, redis, confirm_after=0.3, suspects=suspects) == 0
+        assert outbox.where_is(redis, jobs.notification_job_id(purchases[0]), "critical").startswith("lost:")
+        redis.hset(f"rq:job:{jobs.notification_job_id(purchases[0])}", "status", "started")  # it was only passing
+        time.sleep(0.4)
+        assert outbox.rescue_lost(conn, redis, confirm_after=0.3, suspects=suspects) == 1
+        assert [row["job_id"] for row in outbox.pending(conn)] == [jobs.notification_job_id(purchases[1])]
+
+
+def test_a_worker_rides_out_a_redis_restart(stack):
+    """Redis killed mid-job and away for 6 s: the same worker process goes on and runs the next job."""
+    settings = stack.settings.replace(external_redis_url=None, redis_port=processes.free_port())
+    stack.settings = settings
+    server = stack.redis()
+    worker = stack.worker("steady", ["default"], with_scheduler=True, wait_ready=True)
+    queues.get_queue("default", queues.connect(settings)).enqueue("ebookstore.course.demo_jobs.nap", 2)
+    wait_until(lambda: processes.work_horse(worker), 10, what="the job to start")
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=5)
+    time.sleep(6)                       # the worker's commands fail meanwhile: it waits and tries again
+    stack.redis()
+    job = queues.get_queue("default", queues.connect(settings)).enqueue("ebookstore.course.demo_jobs.nap", 0)
+    wait_until(lambda: job.get_status(refresh=True) == "finished", 20, interval=0.2, what="the job after the restart")
+    assert worker.is_running() and not processes.gone(worker), stack.log("steady")

@@ -77,3 +77,34 @@ def test_generated_dashboard_password_is_kept(settings):
     assert user == "admin" and len(password) >= 12
     assert dashboard_credentials(unset) == (user, password)
     assert (settings.home / "dashboard-password").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("payload", [
+    {"buyer_id": 1, "ebook_id": 2**63},
+    {"buyer_id": -(2**63) - 1, "ebook_id": 1},
+    {"buyer_id": 10**300, "ebook_id": 1},
+    {"buyer_id": "9" * 10_000, "ebook_id": 1},
+    b'{"ebook_id": 1, "buyer_id": 1' + b"0" * 5000 + b"}",
+])
+def test_ids_outside_sqlites_range_are_400_with_a_short_message(client, redis, payload):
+    if isinstance(payload, bytes):
+        response = client.post("/api/purchases", data=payload, content_type="application/json")
+    else:
+        response = client.post("/api/purchases", json=payload)
+    assert response.status_code == 400 and len(response.json["error"]) < 120, response.json
+    assert queued(redis) == 0
+
+
+def test_a_purchase_id_outside_sqlites_range_is_400(client):
+    response = client.get(f"/api/purchases/{2**63}")
+    assert response.status_code == 400 and "out of range" in response.json["error"]
+    assert len(response.json["error"]) < 120
+    assert client.get(f"/api/purchases/{2**63 - 1}").status_code == 404
+
+
+def test_a_large_body_is_413_and_deep_json_is_400(client, redis):
+    big = client.post("/api/purchases", data=b"[" + b"1," * 20_000 + b"1]", content_type="application/json")
+    assert big.status_code == 413 and "too large" in big.json["error"]
+    deep = client.post("/api/purchases", data=b"[" * 8000 + b"]" * 8000, content_type="application/json")
+    assert deep.status_code == 400
+    assert queued(redis) == 0

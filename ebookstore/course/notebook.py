@@ -70,6 +70,7 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
         print(f"run tag     {stack.tag}   (every process this notebook starts carries it)")
         print(f"state       {s.home}")
         print(f"ports       redis {s.redis_port}, web {s.web_port}, smtp {s.smtp_port}")
+        print(f"redis       {s.redis_url_shown}   (the password is in {s.home}/redis-password)")
         print(f"mode        {mode}")
     return stack
 

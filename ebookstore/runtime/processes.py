@@ -125,6 +125,33 @@ def work_horse(worker: psutil.Process) -> psutil.Process | None:
     return None
 
 
+def role(proc: psutil.Process) -> str:
+    """What an `rq worker` process is: "worker", "work-horse" or "scheduler" ("" if it is no RQ worker).
+
+    All three have the same command line. A worker started by the course leads its own
+    session; its horse leads a process group of its own (RQ calls setpgrp) inside the
+    worker's session; the scheduler child (--with-scheduler) stays in the worker's group.
+    A worker killed with -9 leaves both behind, re-parented: "(orphaned)" says so.
+    """
+    try:
+        command = proc.cmdline()
+        words = command[:3]  # [python, …/rq, worker, …] or [rq, worker, …]
+        if not (any(os.path.basename(w) == "rq" for w in words) and "worker" in words):
+            return ""
+        pid, parent = proc.pid, proc.parent()
+        pgid, sid = os.getpgid(pid), os.getsid(pid)
+        under_worker = parent is not None and parent.cmdline() == command
+    except (psutil.Error, OSError):
+        return ""
+    if pgid != pid:
+        return "scheduler" if under_worker else "scheduler (orphaned)"
+    if under_worker:
+        return "work-horse"
+    if sid != pid and parent is not None and parent.pid == 1:
+        return "work-horse (orphaned)"
+    return "worker"
+
+
 def ps_rows(procs) -> list[dict]:
     """What `ps aux` shows for each process: USER PID %CPU %MEM STAT COMMAND (plus PPID, PGID)."""
     rows = []

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ebookstore import credentials
 from ebookstore.config import Settings
 
 SYSTEM_LOCATIONS = ["/usr/bin", "/usr/local/bin", "/opt/homebrew/bin", "/usr/sbin"]
@@ -60,13 +61,26 @@ def cli_path(server: Path) -> str | None:
     return str(sibling) if sibling.exists() else shutil.which("redis-cli")
 
 
+def config_file(settings: Settings) -> Path:
+    """The part of Redis's configuration that must not show in `ps`: its password (a 0600 file).
+
+    `redis-server FILE --option …` reads FILE first, then the options on its command line.
+    """
+    path = settings.home / "redis" / "secret.conf"
+    credentials.write_private(path, "# Written by ebookstore at every start; the password is in "
+                                    f"{credentials.REDIS_PASSWORD_FILE} too.\n"
+                                    f"requirepass {settings.redis_password}\n")
+    return path
+
+
 def argv(settings: Settings, server: Path | None = None) -> list[str]:
-    """The command line of the course's redis-server."""
+    """The command line of the course's redis-server: every option but the password, which is in config_file()."""
     server = server or find()[0]
     data_dir = settings.home / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     return [
         str(server),
+        str(config_file(settings)),     # requirepass: clients without the password get NOAUTH
         "--bind", "127.0.0.1",          # reachable from this machine only
         "--port", str(settings.redis_port),
         "--dir", str(data_dir),         # its files stay in the course's state folder

@@ -21,12 +21,14 @@ import psutil
 from redis import Redis
 
 from ebookstore import mail, workers
-from ebookstore.config import PROJECT_ROOT, Settings, private_home
+from ebookstore.config import PROJECT_ROOT, Settings
+from ebookstore.credentials import private_home
 from ebookstore.runtime import processes, redis_server
 from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 
 START_TIMEOUT = 15  # seconds a service may take to answer after starting
 KEPT_LOG_RUNS = 10  # a state folder keeps the logs of this many runs; older ones are deleted
+WEB_THREADS = 4     # waitress's request threads (its default): more only queue up on SQLite's write lock
 
 
 def new_tag(prefix: str = "ebs") -> str:
@@ -166,14 +168,22 @@ class Stack:
     def cron(self, env: dict | None = None) -> psutil.Process:
         return self.start("cron", [sys.executable, "-m", "ebookstore.cron"], env=env)
 
-    def web(self, name: str = "web", settings: Settings | None = None) -> psutil.Process:
-        """The store's web app (`flask run`), on `settings.web_port` (default: this stack's settings)."""
+    def web(self, name: str = "web", settings: Settings | None = None, server: str = "waitress") -> psutil.Process:
+        """The store's web app on `settings.web_port` (default: this stack's settings); see web_argv."""
         settings = settings or self.settings
-        flask = str(Path(sys.executable).parent / "flask")
-        argv = [flask, "--app", "ebookstore.web", "run", "--host", "127.0.0.1",
-                "--port", str(settings.web_port), "--no-reload"]
         port = settings.web_port
-        return self.start(name, argv, ready=lambda: processes.port_open(port), port=port, env=settings.to_env())
+        return self.start(name, self.web_argv(settings, server), ready=lambda: processes.port_open(port), port=port,
+                          env=settings.to_env())
+
+    @staticmethod
+    def web_argv(settings: Settings, server: str = "waitress") -> list[str]:
+        """waitress (a production WSGI server: a fixed pool of threads) or Flask's development server."""
+        bin_dir = Path(sys.executable).parent
+        if server == "flask":
+            return [str(bin_dir / "flask"), "--app", "ebookstore.web", "run", "--host", "127.0.0.1",
+                    "--port", str(settings.web_port), "--no-reload"]
+        return [str(bin_dir / "waitress-serve"), f"--listen=127.0.0.1:{settings.web_port}",
+                f"--threads={WEB_THREADS}", "--call", "ebookstore.web:create_app"]
 
     def mail(self) -> psutil.Process:
         """An SMTP catcher (aiosmtpd) that stores what it receives in the store's Maildir."""
