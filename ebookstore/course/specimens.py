@@ -57,6 +57,7 @@ def zombie(stack: Stack, marker: str, seconds: float = 60) -> tuple[psutil.Proce
 
 LISTEN = ("import socket, sys, time\n"
           "server = socket.socket()\n"
+          "server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no owner\n"
           "server.bind(('127.0.0.1', int(sys.argv[1])))\n"
           "server.listen()\n"
           "clients = []\n"
