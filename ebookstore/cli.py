@@ -45,15 +45,15 @@ def cmd_up(args, settings: Settings) -> int:
         print(f"ebookstore was half up (run tag {tag}): starting {', '.join(missing)} again")
     starters = {"redis": stack.redis, "mail": stack.mail, "workers": lambda: _start_workers(stack, args.weighted),
                 "cron": stack.cron, "relay": stack.relay, "web": stack.web}
+    server, kind = redis_server.find()  # before anything starts: no redis-server, nothing started
     try:
         for name in missing:
             starters[name]()
-    except Exception:
+    except BaseException:  # Ctrl-C included
         if not tag:
             stack.stop()  # a fresh start that failed leaves nothing behind
         raise
     user, password = dashboard_credentials(settings)
-    server, kind = redis_server.find()
     print(f"ebookstore is up (run tag {stack.tag}); logs in {stack.log_dir}")
     print(f"  store      {settings.web_url}/")
     print(f"  dashboard  {settings.web_url}/jobs/   user {user}  password {password}")
@@ -136,6 +136,8 @@ def cmd_worker(args, settings: Settings) -> int:
 def cmd_workers(args, settings: Settings) -> int:
     """The worker supervisor in the foreground: keeps --count workers running, restarts any that dies."""
     from ebookstore.runtime import supervisor
+    if args.to_catcher:  # the Procfile's mail process, on this user's SMTP port
+        settings = settings.replace(smtp_url=f"smtp://127.0.0.1:{settings.smtp_port}")
     _wait_for_redis(_cli_stack(settings))
     return supervisor.run(settings, args.count, weighted=args.weighted)
 
@@ -283,6 +285,8 @@ def parser() -> argparse.ArgumentParser:
     supervise = sub.add_parser("workers", help="run and supervise several workers: restart any that dies")
     supervise.add_argument("--count", type=int, help="how many (default: $EBOOKSTORE_WORKERS, else 2)")
     supervise.add_argument("--weighted", action="store_true", help="weighted random queue order")
+    supervise.add_argument("--to-catcher", action="store_true",
+                           help="deliver mail by SMTP to the course's mail catcher (`ebookstore mail`, your SMTP port)")
     supervise.set_defaults(func=cmd_workers)
     sub.add_parser("cron", help="run the cron scheduler in the foreground").set_defaults(func=cmd_cron)
     sub.add_parser("redis", help="run the course's redis-server in the foreground").set_defaults(func=cmd_redis)
@@ -335,22 +339,23 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     os.umask(0o077)  # files this command (or what it execs: redis-server, rq) writes are the user's alone
-    if args.command in IN_PROCESS and not os.environ.get(RUN_TAG):
-        # Started by hand: start again, the same command, with a run tag in the environment
-        # (a process's environment is fixed when it starts; setting os.environ now would not show).
-        env = _cli_stack(Settings.from_env()).env(args.command)
-        os.execve(sys.executable, [sys.executable, "-m", "ebookstore.cli", *argv], env)
+    settings = None
     try:
         settings = Settings.from_env()
+        if args.command in IN_PROCESS and not os.environ.get(RUN_TAG):
+            # Started by hand: start again, the same command, with a run tag in the environment
+            # (a process's environment is fixed when it starts; setting os.environ now would not show).
+            env = _cli_stack(settings).env(args.command)
+            os.execve(sys.executable, [sys.executable, "-m", "ebookstore.cli", *argv], env)
         private_home(settings.home)
         return args.func(args, settings)
     except AuthenticationError:
-        settings = Settings.from_env()
-        print(f"ebookstore {args.command}: the Redis on port {settings.redis_port} refused this state folder's "
-              f"password: it is not yours (another user's?). Choose another port: EBOOKSTORE_REDIS_PORT",
+        print(f"ebookstore {args.command}: the Redis on port {settings.redis_port} refused the password of "
+              f"{settings.home}: it belongs to another state folder (another `ebookstore up`, a notebook, "
+              "another user?). Choose another port with EBOOKSTORE_REDIS_PORT, or the right EBOOKSTORE_HOME.",
               file=sys.stderr)
         return 1
-    except (StartError, FileNotFoundError, RedisError, TimeoutError, ValueError, OSError,
+    except (StartError, FileNotFoundError, RedisError, TimeoutError, ValueError, OSError, psutil.Error,
             store.PurchaseError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"ebookstore {args.command}: {store.shown(first, 300)}", file=sys.stderr)

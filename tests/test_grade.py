@@ -109,3 +109,17 @@ def test_grade_usage_errors_exit_2(tmp_path):
     assert subprocess.run([EBOOKSTORE, "grade", str(tmp_path / "nope")], capture_output=True).returncode == 2
     assert subprocess.run([EBOOKSTORE, "grade", str(tmp_path), "--only", "ex99"], capture_output=True).returncode == 2
     assert subprocess.run([EBOOKSTORE, "grade"], capture_output=True).returncode == 2
+
+
+def test_a_submission_cannot_print_its_own_marks(tmp_path):
+    """What the learner's code prints is not read as the grader's report, and a stray JSON line breaks nothing."""
+    fake = ('import json\nprint(json.dumps({"status": 1}))\n'
+            'print(json.dumps({"result": {"exercise": "ex01", "name": "anything", "passed": True, "hint": "",'
+            ' "seconds": 0.1}}))\n')
+    folder = write_submission(tmp_path / "cheat", set(), {"ex01": lambda s: fake + s})
+    run = subprocess.run([EBOOKSTORE, "grade", str(folder), "--only", "ex01", "--json"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    marks = json.loads(run.stdout)
+    assert [m["check"] for m in marks] == [grading.check_name(c) for c in grading.CHECKS["ex01"]]
+    assert not any(m["passed"] for m in marks)

@@ -5,11 +5,12 @@
     ...
     clean_up(nb)                  # the clean-up cell (stopping also happens when the kernel exits)
 
-Each notebook runs in a state folder of its own (var/notebooks/NN) with its own Redis, and takes
+Each notebook runs in a state folder of its own (var/notebooks/NN; NN-2 … while another kernel runs the
+same notebook) with its own Redis, and takes
 the course's default ports only where they are free: so notebooks open side by side, or beside
 `ebookstore up`, never share a process another one may stop. While a notebook runs, the kernel's
 environment carries its settings (shell cells such as `!ebookstore status` see them); the
-clean-up cell puts the environment back as it was.
+clean-up cell puts back the variables it replaced.
 """
 from __future__ import annotations
 
@@ -33,31 +34,29 @@ __all__ = ["check", "clean_up", "environment_report", "heartbeat_expiry", "job_s
 
 PACKAGES = ["rq", "redis", "rq-dashboard", "Flask", "psutil", "honcho", "aiosmtpd", "jupyterlab", "nbmake"]
 
-_KERNEL_ENV = dict(os.environ)  # the kernel's environment before any notebook changed it
-_RUNS: dict[str, Stack] = {}    # notebook number -> its run in this kernel
+_RUNS: dict[str, tuple[Stack, dict]] = {}  # notebook number -> its run in this kernel, and the variables it replaced
 
 
 def start_notebook(number: str, quiet: bool = False) -> Stack:
     """The environment cell of notebook `number`: a Stack whose processes carry the tag nbNN-…"""
     notes = []
-    previous = _RUNS.pop(number, None)
-    if previous is not None:  # Run All again without the clean-up cell: end the earlier run first
+    if number in _RUNS:  # Run All again without the clean-up cell: end the earlier run first
+        previous = _RUNS[number][0]
         notes.append(f"this kernel's earlier run {previous.tag} was still up: {_stop(previous)}")
-    base = Settings.from_env(_KERNEL_ENV)
-    home = base.home / "notebooks" / number
-    leftovers = [p for p in _course_processes(home) if not processes.owner_alive(p)]
-    if leftovers:  # a kernel that was killed (or crashed) could not clean up: do it now
-        notes.append(f"an earlier run of this notebook lost its kernel and left processes behind: "
-                     f"{stop_redis_last(leftovers, timeout=3)}")
+    base = Settings.from_env()  # the kernel's own settings (a cell may have changed a port, say)
+    home, cleaned = _state_folder(base.home / "notebooks", number)
+    if cleaned:  # a kernel that was killed (or crashed) could not clean up: it is done now
+        notes.append(f"an earlier run of this notebook lost its kernel and left processes behind: {cleaned}")
     settings = base.replace(home=home, redis_port=_port(base.redis_port), web_port=_port(base.web_port),
                             smtp_port=_port(base.smtp_port), external_redis_url=base.external_redis_url)
     stack = Stack(settings, tag=new_tag(f"nb{number}"), preload=(demo_jobs.__name__,))
-    _RUNS[number] = stack
     # Shell cells (!ebookstore, !rq) must find the commands of this Python and this notebook's settings.
-    bin_dir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    os.environ.update(settings.to_env())
-    os.environ["PATH"] = path if bin_dir in path.split(os.pathsep) else bin_dir + os.pathsep + path
+    changes = settings.to_env()
+    bin_dir, path = str(Path(sys.executable).parent), os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        changes["PATH"] = bin_dir + os.pathsep + path
+    _RUNS[number] = (stack, {key: os.environ.get(key) for key in changes})
+    os.environ.update(changes)
     up = [p for p in _course_processes(base.home) if processes.environ(p).get(processes.RUN_TAG, "").startswith("up-")]
     if up:
         notes.append(f"`ebookstore up` is running for {base.home} (redis {base.redis_port}, web {base.web_port}): "
@@ -72,7 +71,27 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
         print(f"ports       redis {s.redis_port}, web {s.web_port}, smtp {s.smtp_port}")
         print(f"redis       {s.redis_url_shown}   (the password is in {s.home}/redis-password)")
         print(f"mode        {mode}")
+        print(f"terminal    export EBOOKSTORE_HOME={s.home} EBOOKSTORE_REDIS_PORT={s.redis_port} "
+              f"EBOOKSTORE_WEB_PORT={s.web_port} EBOOKSTORE_SMTP_PORT={s.smtp_port}")
+        print("            (paste it into a terminal: `ebookstore` commands there then work on this notebook's store;")
+        print(f"            redis-cli also wants: export REDISCLI_AUTH=$(cat {s.home}/redis-password))")
     return stack
+
+
+def _state_folder(notebooks: Path, number: str) -> tuple[Path, str]:
+    """var/notebooks/NN — or NN-2, NN-3 … while another kernel runs the same notebook in it.
+
+    Processes left in a folder by a kernel that is gone are stopped first (the second value says which).
+    """
+    cleaned = ""
+    for n in range(1, 100):
+        home = notebooks / (number if n == 1 else f"{number}-{n}")
+        leftovers = [p for p in _course_processes(home) if not processes.owner_alive(p)]
+        if leftovers:
+            cleaned = str(stop_redis_last(leftovers, timeout=3))
+        if not _course_processes(home):
+            return home, cleaned
+    raise RuntimeError(f"99 runs of notebook {number} are running at once in {notebooks}")
 
 
 def clean_up(stack: Stack) -> None:
@@ -104,21 +123,17 @@ def kernel_environment(settings: Settings):
 
 
 def _stop(stack: Stack):
+    """Stop the run and put back the environment variables it replaced (only those)."""
     outcome = stack.stop(timeout=5)
-    for number, run in list(_RUNS.items()):
+    for number, (run, saved) in list(_RUNS.items()):
         if run is stack:
             del _RUNS[number]
-    if not _RUNS:
-        _restore_kernel_environment()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     return outcome
-
-
-def _restore_kernel_environment() -> None:
-    path = os.environ.get("PATH")
-    os.environ.clear()
-    os.environ.update(_KERNEL_ENV)
-    if path:
-        os.environ["PATH"] = path  # keep the virtual environment's commands reachable
 
 
 def _course_processes(home: Path):

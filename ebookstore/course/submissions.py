@@ -65,69 +65,112 @@ def grade_exercise(submission: str, folder: Path, exercise: str, timeout: float)
     marks: list[Mark] = []
     first = 0
     while first < len(names):
-        prefix = f"grade-{secrets.token_hex(4)}"
-        env = {k: v for k, v in os.environ.items() if k not in ("EBOOKSTORE_SOLUTIONS", "EBOOKSTORE_EXERCISES")}
-        env.update({processes.RUN_TAG: prefix, "EBOOKSTORE_TEST_TAG_PREFIX": prefix, "PYTHONUNBUFFERED": "1"})
-        child = subprocess.Popen([sys.executable, "-m", __name__, exercise, str(folder), str(first)], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 start_new_session=True, stdin=subprocess.DEVNULL)
+        first = _grade_from(submission, folder, exercise, timeout, names, first, marks)
+    return marks
+
+
+def _grade_from(submission, folder, exercise, timeout, names, first, marks) -> int:
+    """Run one child from check `first` on; add its marks; return the index of the next check to grade."""
+    prefix = f"grade-{secrets.token_hex(4)}"
+    env = {k: v for k, v in os.environ.items() if k not in ("EBOOKSTORE_SOLUTIONS", "EBOOKSTORE_EXERCISES")}
+    env.update({processes.RUN_TAG: prefix, "EBOOKSTORE_TEST_TAG_PREFIX": prefix, "PYTHONUNBUFFERED": "1"})
+    # The child reports on a pipe of its own: what the learner's code prints (to a file here) can't pass for it.
+    report_r, report_w = os.pipe()
+    with tempfile.TemporaryFile("w+") as output:
+        child = subprocess.Popen([sys.executable, "-m", __name__, exercise, str(folder), str(first), str(report_w)],
+                                 env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, pass_fds=(report_w,))
+        os.close(report_w)
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in child.stdout] + [lines.put(None)],
-                         daemon=True).start()
-        running, started, other = first, time.monotonic(), []
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, started + timeout - time.monotonic()))
-            except queue.Empty:  # the check ran out of time: stop everything the child started
-                _stop_tree(prefix)
-                if running >= len(names):  # all checks done, but the child would not exit
-                    first = len(names)
-                    break
-                marks.append(Mark(submission, exercise, names[running], False,
-                                  f"timed out after {timeout:g} s: look for a loop that never ends or a wait "
-                                  "without a timeout", timeout))
-                first = running + 1
-                break
-            if line is None:  # the child is done (or died)
-                child.wait(5)
-                _stop_tree(prefix)
-                if running < len(names) and not any(m.check == names[running] for m in marks):
-                    last = " ".join(other[-2:]).strip() or f"exit status {child.returncode}"
-                    for name in names[running:]:
-                        marks.append(Mark(submission, exercise, name, False, f"the grader stopped: {last[:300]}", 0.0))
-                first = len(names)
-                break
-            message = _message(line)
-            if message is None:
-                other.append(line.strip())
-            elif "start" in message:
-                running, started = message["start"], time.monotonic()
-            else:
+        reader = os.fdopen(report_r)
+        threading.Thread(target=lambda: [lines.put(line) for line in reader] + [lines.put(None)], daemon=True).start()
+        running, started = first, time.monotonic()
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=max(0.0, started + timeout - time.monotonic()))
+                except queue.Empty:  # the check ran out of time: stop everything the child started
+                    if running >= len(names):  # all checks done, but the child would not exit
+                        return len(names)
+                    marks.append(Mark(submission, exercise, names[running], False,
+                                      f"timed out after {timeout:g} s: look for a loop that never ends or a wait "
+                                      "without a timeout", timeout))
+                    return running + 1
+                if line is None:  # the child is done (or died)
+                    try:
+                        child.wait(5)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if running < len(names):
+                        output.seek(0)
+                        last = " ".join(output.read().strip().splitlines()[-2:]) or f"exit status {child.returncode}"
+                        marks += [Mark(submission, exercise, name, False, f"the grader stopped: {last[:300]}", 0.0)
+                                  for name in names[running:]]
+                    return len(names)
+                message = _message(line)
+                if message is None:
+                    continue
+                if "start" in message:
+                    running, started = int(message["start"]), time.monotonic()
+                    continue
                 result = message["result"]
                 if result["name"] in ("submitted", "imports"):  # no module to grade: every check says why
                     marks += [Mark(submission, exercise, name, False, result["hint"], 0.0) for name in names]
                     running = len(names)
                 else:
-                    marks.append(Mark(submission, exercise, result["name"], result["passed"], result["hint"],
-                                      round(result["seconds"], 2)))
+                    marks.append(Mark(submission, exercise, result["name"], bool(result["passed"]), result["hint"],
+                                      round(float(result["seconds"]), 2)))
                     running += 1
-    return marks
+        finally:
+            _stop_tree(prefix, child.pid)
+            reader.close()
 
 
 def _message(line: str) -> dict | None:
-    if not line.startswith("{"):
-        return None
+    """A report line of the child: {"start": index} or {"result": {name, passed, hint, seconds, …}}."""
     try:
-        return json.loads(line)
+        message = json.loads(line)
     except ValueError:
         return None
+    if not isinstance(message, dict):
+        return None
+    if isinstance(message.get("start"), int):
+        return message
+    result = message.get("result")
+    if isinstance(result, dict) and {"name", "passed", "hint", "seconds"} <= set(result):
+        return message
+    return None
 
 
-def _stop_tree(prefix: str) -> None:
-    """Stop every process of one child's run: the child, workers, Redis, the learner's own forks."""
-    mine = [p for p in processes.psutil.process_iter()
-            if processes.environ(p).get(processes.RUN_TAG, "").startswith(prefix)]
-    processes.stop(mine, timeout=2)
+def _stop_tree(prefix: str, child: int) -> None:
+    """Stop every process of one child's run: the child, workers, Redis, the learner's own forks.
+
+    Found three ways, so that one which changed its environment or left the session is still found:
+    the run tag the child's processes inherit, the child's descendants, the child's session. SIGKILL
+    at once (a timed-out check gets no grace), and again for any process forked in between.
+    """
+    for _ in range(5):
+        found = {}
+        for proc in processes.psutil.process_iter():
+            try:
+                if (processes.environ(proc).get(processes.RUN_TAG, "").startswith(prefix) or proc.pid == child
+                        or os.getsid(proc.pid) == child):
+                    found[proc.pid] = proc
+            except (OSError, processes.psutil.Error):
+                continue
+        try:
+            found.update({p.pid: p for p in processes.psutil.Process(child).children(recursive=True)})
+        except processes.psutil.Error:
+            pass
+        found = {pid: p for pid, p in found.items() if not processes.gone(p)}
+        if not found:
+            return
+        for proc in found.values():
+            try:
+                proc.kill()
+            except processes.psutil.Error:
+                pass
+        processes.wait_gone(list(found.values()), 2)
 
 
 def grade_submission(path: Path, exercises: list[str], timeout: float, name: str | None = None) -> list[Mark]:
@@ -239,10 +282,13 @@ def run_cli(paths: list[str], only: str | None, timeout: float, jobs: int, as_js
     return 0
 
 
-def _child(exercise: str, folder: str, first: int) -> None:
-    """Grade one exercise of one submission from check `first` on; one JSON line per event."""
+def _child(exercise: str, folder: str, first: int, report_fd: int) -> None:
+    """Grade one exercise of one submission from check `first` on; one JSON line per event on `report_fd`."""
+    report = os.fdopen(report_fd, "w")
+
     def emit(**message):
-        print(json.dumps(message), flush=True)
+        report.write(json.dumps(message) + "\n")
+        report.flush()
     sent = []
     results = grading.run_exercise(exercise, solutions=False, folder=Path(folder), first=first,
                                    starting=lambda index: emit(start=index),
@@ -253,4 +299,4 @@ def _child(exercise: str, folder: str, first: int) -> None:
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    _child(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

@@ -66,7 +66,10 @@ class Stack:
         """The environment of process `name`: ours, the settings, the run tag."""
         env = {**os.environ, **self.settings.to_env(), **(extra or {})}
         env[RUN_TAG], env[PROCESS_NAME] = self.tag, name
-        env[processes.OWNER] = processes.owner_id()  # who started the run: leftovers of a dead owner can be found
+        # Who started the run (a notebook's kernel, say): leftovers of a dead owner can be found. A process
+        # of the run that starts more (the supervisor its workers) passes the run's owner on.
+        inherited = os.environ.get(processes.OWNER) if os.environ.get(RUN_TAG) == self.tag else None
+        env[processes.OWNER] = inherited or processes.owner_id()
         if self.preload:
             env[workers.PRELOAD_VARIABLE] = ",".join(self.preload)
         # Workers import job functions from ebookstore, exercises/ and solutions/.
