@@ -76,4 +76,6 @@ def call_with_time_limit(func, *args, seconds: float):
     thread.join(seconds)
     if thread.is_alive():
         return False, None, None
+    if isinstance(outcome.get("error"), NotImplementedError):
+        raise outcome["error"]  # the stub: the grader says "not written yet"
     return True, outcome.get("value"), outcome.get("error")
