@@ -26,7 +26,11 @@ def names_states(ctx):
     expected = {"R": "running", "S": "sleeping", "T": "stopped", "Z": "zombie", "Ss": "sleeping",
                 "R+": "running", "Sl": "sleeping"}
     for stat, name in expected.items():
-        got = state_name(stat)
+        try:
+            got = state_name(stat)
+        except (KeyError, IndexError, ValueError) as error:
+            raise Fail(f"state_name({stat!r}) raised {type(error).__name__}: only the first letter of STAT is the "
+                       "state; the letters after it are flags (s session leader, + foreground, l threads)") from None
         if got != name:
             raise Fail(f"state_name({stat!r}) returned {got!r}, expected {name!r}: see STATE CODES in `man ps`")
     if "sleep" not in state_name("D") or state_name("D") == "sleeping":
@@ -84,7 +88,8 @@ def shows_each_state(ctx):
             hint = " (a zombie has no command line left: match its name)" if stat == "Z" else ""
             raise Fail(f"PID {proc.pid} (state {stat.strip()}) is missing{hint}")
         if row["stat"][:1] != stat.strip():
-            raise Fail(f"PID {proc.pid} is in state {stat.strip()}, you said {row['stat']!r}: use proc.status()")
+            raise Fail(f"PID {proc.pid} is in state {stat.strip()}, you said {row['stat']!r}: turn proc.status() into "
+                       "the letter ps shows (STATE CODES in `man ps`: stopped is T, not S)")
     if rows[procs["R"].pid]["cpu"] < 20:
         raise Fail(f"a process spinning in a loop shows {rows[procs['R'].pid]['cpu']} %CPU: psutil's "
                    "cpu_percent() returns 0.0 on its first call for a process; measure over an interval")

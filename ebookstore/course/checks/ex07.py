@@ -26,11 +26,11 @@ def stops_a_polite_process(ctx):
     if not specimens.sigterms(ctx.stack, "polite"):
         raise Fail("the process never got SIGTERM: it was killed outright, with no chance to finish its work. "
                    "Ask politely first (proc.terminate()), SIGKILL only if that does not work")
-    if outcome != "terminated":
-        raise Fail(f"it exited on SIGTERM, yet you returned {outcome!r}: send SIGTERM first (proc.terminate())")
     if took > 1.0:
-        raise Fail(f"it took {took:.1f} s to notice that the process exited: poll often, and count a "
-                   "zombie (exited, not yet reaped by its parent) as exited")
+        raise Fail(f"the process exited at once on SIGTERM, yet stop_gracefully took {took:.1f} s to notice: poll "
+                   "often, and count a zombie (exited, not yet reaped by its parent) as exited")
+    if outcome != "terminated":
+        raise Fail(f"it exited on SIGTERM, yet you returned {outcome!r}: return 'terminated' when SIGTERM was enough")
 
 
 def kills_a_stubborn_process(ctx):

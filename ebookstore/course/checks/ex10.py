@@ -30,9 +30,8 @@ def retries_a_temporary_failure(ctx):
     job = ctx.learner("enqueue_flaky")(queues.get_queue("default", ctx.redis), key, 1)
     if job is None or not hasattr(job, "retries_left"):
         raise Fail("return the Job that enqueue gave you")
-    if job.retries_left != 3 or list(job.retry_intervals or []) != [1, 2, 4]:
-        raise Fail(f"the job has {job.retries_left or 0} retries, after {job.retry_intervals or 'no'} s: "
-                   "enqueue it with retry=retry_policy()")
+    if job.retries_left != 3:
+        raise Fail(f"the job has {job.retries_left or 0} retries: enqueue it with retry=retry_policy()")
     if getattr(job.failure_callback, "__name__", None) != "when_exhausted":
         raise Fail("attach when_exhausted with on_failure=Callback(when_exhausted)")
     ctx.stack.worker("worker", ["default"], with_scheduler=True)  # the scheduler runs retries when due

@@ -21,7 +21,7 @@ UNTIL_AGO = timedelta(days=3)
 # Impatient" ($12) are Cleo's, 3 "Signals, Processes and You" ($15) and 4 "The Little Book of Queues" ($9) Dev's.
 IN_WINDOW = [(4, 1), (4, 2), (4, 3), (4, 23.5), (3, 4), (3, 5), (3, 6), (1, 7), (1, 8),
              (2, 0)]  # exactly at `until`: counts
-OUTSIDE = [(2, 24),  # exactly 24 h before `until`: does not count
+OUTSIDE = [(1, 24),  # exactly 24 h before `until`: does not count
            (1, 25), (1, 30), (1, 47), (1, 48), (3, 49),
            (1, -60), (3, -65)]  # after `until`: in the 24 hours before now
 SALES = IN_WINDOW + OUTSIDE

@@ -64,8 +64,8 @@ def running_twice_sends_nothing_twice(ctx):
     first, again = _run(ctx, purchase_id, "twice", times=2)  # one after the other, each in its own process
     twice = {key: n for key, n in _delivered(ctx).items() if n > 1}
     if twice:
-        raise Fail(f"a second run sent again: {twice}. Look up each key in the deliveries table first (a ledger in "
-                   "the process's memory is gone when the next run starts)")
+        raise Fail(f"a second run sent again: {twice}. Look up each email's key (X-Ebookstore-Key) in the deliveries "
+                   "table first: a ledger in the process's memory is gone when the next run starts")
     if again:
         raise Fail(f"the second run says it sent {again!r}; it sent nothing new")
 
