@@ -11,7 +11,7 @@ from redis import Redis
 from rq.registry import ScheduledJobRegistry
 
 from ebookstore import mail, queues, store
-from ebookstore.course.checks.common import Fail, job_outcome, run_worker
+from ebookstore.course.checks.common import Fail, job_outcome, run_worker, short
 from ebookstore.runtime import processes
 
 
@@ -61,8 +61,9 @@ def buy_enqueues_and_answers_at_once(ctx):
         raise Fail(f"expected exactly one job on 'critical'; the queues hold {queued}")
     job = queues.get_queue("critical", ctx.redis).fetch_job(queued["critical"][0])
     if not job.func_name.endswith(".purchase_notification") or list(job.args) != [purchase["id"]]:
-        raise Fail(f"the job is {job.func_name}{tuple(job.args)}: enqueue purchase_notification with "
-                   "the purchase's id")
+        args = short(", ".join(map(repr, job.args)), 60)
+        raise Fail(f"the job is {job.func_name.rsplit('.', 1)[-1]}({args}): enqueue purchase_notification with "
+                   "the purchase's id, and only the id (the worker loads the purchase when it runs)")
 
 
 def enqueues_only_after_commit(ctx):

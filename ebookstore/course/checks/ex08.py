@@ -11,7 +11,6 @@ import time
 from ebookstore.course import specimens
 from ebookstore.course.checks.common import Fail, short
 from ebookstore.runtime import processes
-from ebookstore.runtime.processes import wait_until
 
 
 def _killport(function: str, port: int, timeout: float = 6) -> subprocess.CompletedProcess:
@@ -44,14 +43,14 @@ def finds_the_listener_only(ctx):
                    "end; keep only the connection whose status is LISTEN")
     if got != server.pid:
         raise Fail(f"PID {server.pid} listens on port {port}; you returned {got!r}")
-    # The server goes away; its client still holds a (half-closed) connection to the port.
-    ctx.stack.stop(f"listener-listener", timeout=2)
-    wait_until(lambda: processes.gone(server), 2, what="the listener to exit")
-    got = listener_pid(port)
+    # The client's own end of its connection is a port too, one that nobody listens on.
+    own = next(c.laddr.port for c in client.net_connections("tcp") if c.raddr and c.raddr.port == port)
+    got = listener_pid(own)
     if got is not None:
-        who = "its client's PID" if got == client.pid else repr(got)
-        raise Fail(f"the listener has exited and only a client is still connected to port {port}, yet you returned "
-                   f"{who}: nobody listens, so return None. Keep only the connection whose status is LISTEN")
+        who = "the client's PID" if got == client.pid else "the server's PID" if got == server.pid else repr(got)
+        raise Fail(f"nothing listens on port {own}, the client's own end of its connection, yet you returned {who}: "
+                   "a port that appears in a connection is not a listening port. Keep only the connection whose "
+                   "status is LISTEN")
 
 
 def killport_spares_clients(ctx):
