@@ -11,8 +11,8 @@ CPU-burning process of the test's own: the solutions still pass within the time
 limits, the wrong answers are still rejected.
 """
 import fcntl
+import json
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -76,13 +76,14 @@ def test_a_check_sees_its_own_store_through_the_environment_and_gives_it_back(tm
     monkeypatch.setenv("EBOOKSTORE_HOME", str(learner_home))
     monkeypatch.setenv("EBOOKSTORE_SMTP_URL", "smtp://127.0.0.1:9")  # the learner's own mail settings
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9/0")
-    source = grading.exercise_module("ex04", True).__file__
-    wrong = Path(source).read_text().replace(
-        "    critical = Queue(", "    import os; SEEN.append(dict(os.environ))\n    critical = Queue(", 1) + "\nSEEN = []\n"
+    seen_file = tmp_path / "seen.json"
+    wrong = (Path(grading.PROJECT_ROOT) / "solutions" / f"{grading.EXERCISES['ex04']}.py").read_text().replace(
+        "    critical = Queue(",
+        f"    import json, os; open({str(seen_file)!r}, 'w').write(json.dumps(dict(os.environ)))\n    critical = Queue(", 1)
     (tmp_path / "graded").mkdir()
     results = grade_source(tmp_path / "graded", monkeypatch, "ex04", wrong, only=["buy_enqueues_and_answers_at_once"])
     assert results["buy_enqueues_and_answers_at_once"].passed
-    [seen] = sys.modules["exercises.ex04_async_purchase_notifications"].SEEN
+    seen = json.loads(seen_file.read_text())  # the environment the learner's buy() saw
     assert seen["EBOOKSTORE_HOME"] != str(learner_home) and "EBOOKSTORE_SMTP_URL" not in seen
     assert seen["REDIS_URL"] != "redis://127.0.0.1:9/0" and seen["EBOOKSTORE_DATABASE"].startswith(seen["EBOOKSTORE_HOME"])
     assert not learner_home.exists()

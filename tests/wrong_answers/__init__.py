@@ -75,7 +75,12 @@ def grade_source(tmp_path, monkeypatch, exercise, source, only=None) -> dict:
     for name in [m for m in sys.modules if m == "exercises" or m.startswith("exercises.")]:
         monkeypatch.delitem(sys.modules, name)
     checks = [c for c in grading.CHECKS[exercise] if only is None or c.__name__ in only]
-    results = grading.run_exercise(exercise, solutions=False, only=only)
+    try:
+        results = grading.run_exercise(exercise, solutions=False, only=only)
+    finally:  # forget the graded module, so that later tests import the real exercises/ again
+        for name in [m for m in sys.modules if m == "exercises" or m.startswith("exercises.")]:
+            if str(tmp_path) in str(getattr(sys.modules[name], "__file__", "") or ""):
+                del sys.modules[name]
     return {check.__name__: result for check, result in zip(checks, results)}
 
 

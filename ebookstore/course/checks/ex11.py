@@ -60,14 +60,14 @@ def _why(key: str, got: dict) -> str:
     total = got.get("total_sales")
     if total == sum(1 for _, hours in SALES if -72 < hours <= -48):
         return "You counted the 24 hours before now: count those before the `until` you were given"
-    if total in (EXPECTED["total_sales"] - 1, EXPECTED["total_sales"] + 1):
+    if key in ("total_sales", "revenue_cents"):
         return ("Mind the window's edges: a purchase made exactly at until counts, one made exactly 24 h before it "
-                "does not (after until − 24 h, at or before until)")
+                "does not; compare ISO texts written the same way (UTC, ending in +00:00)")
     if key == "popular_ebooks":
         return "The three ebooks with the most purchases in the window, most purchases first (not the most revenue)"
     if key == "active_sellers":
         return "The sellers who sold in the window, the one with the most sales first"
-    return "Only purchases of the 24 hours before `until` count"
+    return "Only purchases of the 24 hours before `until` count"  # not reached: every key is handled above
 
 
 def registers_with_cron(ctx):
