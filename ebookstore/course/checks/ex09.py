@@ -3,9 +3,10 @@
 "Weighted" is a statistical property, so it is checked with enough draws to tell
 it from the plausible wrong strategies — RQ's uniform random order, round-robin,
 strict order — with an error rate far below 1 in 1,000: the worker class and
-dequeue strategy of the learner's command are asked for the order of the queues
-2,000 times, in the grader's process (real RQ code, no jobs needed), and the
-command is then run for real on a few dozen jobs.
+dequeue strategy of the learner's command (parsed by `rq worker`'s own option
+parser) are asked for the order of the queues 2,000 times, in the grader's
+process (real RQ code, no jobs needed; a real run would need ~160 jobs, over 3 s),
+and the command then runs a few jobs for real.
 """
 import os
 import random
@@ -120,10 +121,10 @@ def _run(ctx, weighted, counts):
 
 def strict_worker_runs_critical_first(ctx):
     """a strict worker runs every critical job before any low one"""
-    order = _run(ctx, False, {"low": 10, "critical": 10})
-    if order != ["critical"] * 10 + ["low"] * 10:
-        early = order[:10].count("low")
-        raise Fail(f"the strict worker ran {early} low job(s) among the first 10, while critical ones waited: "
+    order = _run(ctx, False, {"low": 4, "critical": 4})  # a strict worker is deterministic: a few jobs tell
+    if order != ["critical"] * 4 + ["low"] * 4:
+        early = order[:4].count("low")
+        raise Fail(f"the strict worker ran {early} low job(s) among the first 4, while critical ones waited: "
                    "RQ reads the queues in the order you list them, so list them most urgent first")
 
 
@@ -140,11 +141,7 @@ def weighted_worker_does_not_starve_low(ctx):
     if not 0.18 <= share <= 0.32:
         raise Fail(f"the worker looked at low before critical {share:.0%} of the time; with weights 3:1 it "
                    "should be about 25%")
-    # For real, too: 30 critical jobs all run before the first low one only once in 5,000 runs (0.75 ** 30).
-    order = _run(ctx, True, {"critical": 30, "low": 10})
-    if order[:30].count("low") == 0:
-        raise Fail("the weighted worker ran every critical job first: start it with --worker-class "
-                   "ebookstore.workers.WeightedWorker, which reads the weights from the configuration file")
+    _run(ctx, True, {"critical": 3, "low": 2})  # and the command runs for real, with the check's queue file
 
 
 CHECKS = [assigns_jobs_to_queues, orders_by_weight, strict_worker_runs_critical_first,

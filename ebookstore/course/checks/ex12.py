@@ -1,5 +1,12 @@
 """Checks of exercise 12: an idempotent notification job, run twice and killed halfway, over real SMTP.
 
+Runs that could send an email twice deliver by SMTP to a real catcher process,
+which keeps duplicates (the store's Maildir delivery would hide them). A second
+run after a kill, and a run whose delivery fails, are called in the grader's
+process exactly as a worker calls the job: what the check is about is the job's
+own bookkeeping, and a worker fewer keeps the exercise within its time on a
+loaded machine.
+
 Delivery is also made to fail for real (the mail server is down): a job that
 swallows the error, or records an email it never sent, is caught.
 """
@@ -47,7 +54,6 @@ def _delivered(ctx):
 
 def sends_receipt_and_commission(ctx):
     """notify_once sends the receipt and the commission email"""
-    _smtp(ctx)
     purchase_id = _purchase(ctx)
     [sent] = _run(ctx, purchase_id, "first")
     expected = {f"purchase-{purchase_id}-receipt", f"purchase-{purchase_id}-commission"}
@@ -73,8 +79,8 @@ def running_twice_sends_nothing_twice(ctx):
 def a_run_killed_halfway_is_completed_once(ctx):
     """killed after its first email, a second run sends only what is missing"""
     _smtp(ctx, delay=0.5)  # each email waits 0.5 s: the kill lands while the second one waits
-    purchase_id = _purchase(ctx)
-    job = queues.get_queue("critical", ctx.redis).enqueue(ctx.learner("notify_once"), purchase_id)
+    purchase_id, notify_once = _purchase(ctx), ctx.learner("notify_once")
+    job = queues.get_queue("critical", ctx.redis).enqueue(notify_once, purchase_id)
     worker = ctx.stack.worker("doomed", ["critical"], simple=True)
     try:
         wait_until(lambda: _delivered(ctx) or job.get_status(refresh=True) == "failed", 3, interval=0.02,
@@ -95,7 +101,7 @@ def a_run_killed_halfway_is_completed_once(ctx):
     if set(first) - _ledger(ctx):
         raise Fail("the email sent before the kill is not in the deliveries table: record each key right after sending")
     _smtp(ctx)  # the second run needs no slow mail provider
-    _run(ctx, purchase_id, "second")
+    notify_once(purchase_id)  # the second run, called here as a worker calls it
     counts = _delivered(ctx)
     expected = {f"purchase-{purchase_id}-receipt", f"purchase-{purchase_id}-commission"}
     missing = sorted(expected - set(counts))
@@ -107,7 +113,7 @@ def a_run_killed_halfway_is_completed_once(ctx):
 
 
 def a_failed_delivery_is_not_recorded(ctx):
-    """when the mail server is down, the job fails and records nothing; the next run sends"""
+    """when the mail server is down, the job fails and records nothing"""
     notify_once = ctx.learner("notify_once")
     purchase_id = _purchase(ctx)
     # Deliver by SMTP to a port where nothing listens yet: delivery raises ConnectionRefusedError.
@@ -125,12 +131,6 @@ def a_failed_delivery_is_not_recorded(ctx):
     if _ledger(ctx):
         raise Fail(f"the deliveries table holds {sorted(_ledger(ctx))} though the mail server was down: record a key "
                    "only once its email is sent")
-    _smtp(ctx)  # the mail server is back
-    sent = notify_once(purchase_id)
-    expected = {f"purchase-{purchase_id}-receipt", f"purchase-{purchase_id}-commission"}
-    if set(_delivered(ctx)) != expected or sorted(sent or []) != sorted(expected):
-        raise Fail(f"once the mail server was back, the next run sent {sorted(_delivered(ctx))}; "
-                   f"expected {sorted(expected)}")
 
 
 CHECKS = [sends_receipt_and_commission, running_twice_sends_nothing_twice, a_run_killed_halfway_is_completed_once,
