@@ -10,7 +10,7 @@ def follows_a_job(ctx):
     """where_is follows a job: queued, started, finished (and failed)"""
     where_is = ctx.learner("where_is")
     queue = queues.get_queue("default", ctx.redis)
-    slow = queue.enqueue(time.sleep, 1.0)
+    slow = queue.enqueue(time.sleep, 0.5)  # long enough to be seen running, polling every 20 ms
     broken = queue.enqueue("ebookstore.reports.period_bounds", "hourly")  # raises ValueError
     if where_is(ctx.redis, "default", slow.id) != "queued":
         raise Fail(f"a job nobody has taken yet is 'queued' (it is in the queue's list); got "
