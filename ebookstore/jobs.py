@@ -30,6 +30,9 @@ def purchase_notification(purchase_id: int) -> dict:
     is skipped, so a second run — a retry, a recovery after a killed worker —
     sends nothing twice. Delivery itself is idempotent by key too (mail.deliver),
     which covers a kill between delivering and recording.
+
+    Returns {"purchase_id": purchase_id, "sent": the keys of the emails this run sent}.
+    Raises PermanentError if there is no such purchase.
     """
     settings = Settings.from_env()
     with closing(store.connect(settings.database_path)) as conn:
@@ -55,7 +58,8 @@ def purchase_notification(purchase_id: int) -> dict:
 
 
 def statistics_report(period: str = "daily") -> dict:
-    """Email the sales statistics of the last day or week to the store's reports address."""
+    """Email the sales statistics of the last day or week (period "daily" or "weekly") to the store's reports
+    address; return the report (what reports.sales_statistics returns)."""
     settings = Settings.from_env()
     since, until = reports.period_bounds(period)
     with closing(store.connect(settings.database_path)) as conn:
