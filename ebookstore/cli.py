@@ -1,4 +1,4 @@
-"""The `ebookstore` command: `ebookstore up`, `status`, `down`, `worker`, `buy`, `outbox`, `killport`, `check`.
+"""The `ebookstore` command: `ebookstore up`, `status`, `down`, `worker`, `buy`, `outbox`, `killport`, `check`, `grade`.
 
 Run `ebookstore --help` for the list. Errors are one line on stderr and a non-zero exit.
 """
@@ -159,7 +159,13 @@ def cmd_killport(args, settings: Settings) -> int:
 
 def cmd_check(args, settings: Settings) -> int:
     from ebookstore.course.grading import run_cli  # the course's grader, only for this command
-    return run_cli(args.exercises, solutions=args.solutions or settings.solutions, all_=args.all)
+    return run_cli(args.exercises, solutions=args.solutions or settings.solutions, all_=args.all,
+                   folder=args.exercises_folder)
+
+
+def cmd_grade(args, settings: Settings) -> int:
+    from ebookstore.course import submissions  # the course's grader, only for this command
+    return submissions.run_cli(args.paths, args.only, args.timeout, args.jobs, args.json, args.csv, args.junit)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -198,7 +204,23 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("exercises", nargs="*", help="e.g. ex01 ex04 (default: all)")
     check.add_argument("--solutions", action="store_true", help="grade solutions/ instead of exercises/")
     check.add_argument("--all", action="store_true", help="a progress summary over every exercise")
+    check.add_argument("--exercises", dest="exercises_folder", metavar="PATH",
+                       help="grade the exNN_….py files in PATH (a copy of someone's exercises/) instead")
     check.set_defaults(func=cmd_check)
+    grade = sub.add_parser("grade", help="grade learners' submissions (folders or .zip files of exercise files)",
+                           description="Grade each PATH: a folder holding a learner's exNN_….py files (a copy of "
+                           "their exercises/, an unpacked zip, a clone of their fork) or a .zip. This runs their "
+                           "code: grade as an unprivileged user.")
+    grade.add_argument("paths", nargs="+", metavar="PATH")
+    grade.add_argument("--only", metavar="EX,EX", help="only these exercises, e.g. ex04,ex05 (default: all)")
+    grade.add_argument("--timeout", type=float, default=30.0, help="seconds one check may take (default 30)")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    grade.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                       help="a JSON list of {submission, exercise, check, passed, hint, seconds}, to FILE or stdout")
+    grade.add_argument("--csv", nargs="?", const="-", metavar="FILE",
+                       help="CSV, one row per submission and check, to FILE or stdout")
+    grade.add_argument("--junit", metavar="FILE", help="JUnit XML (a testsuite per submission, a testcase per check)")
+    grade.set_defaults(func=cmd_grade)
     return p
 
 

@@ -7,6 +7,8 @@ from rq.job import Job
 
 from ebookstore.retries import PermanentError
 
+EXHAUSTED_KEY = "ex10:exhausted"  # the Redis list your hook appends job ids to
+
 
 def retry_policy() -> Retry:
     """Retry up to 3 times, waiting 1 s, then 2 s, then 4 s (exponential backoff)."""

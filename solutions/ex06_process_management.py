@@ -7,7 +7,7 @@ import re
 
 import psutil
 
-STATES = {
+_STATES = {  # ps STAT letter -> meaning
     "R": "running", "S": "sleeping", "D": "uninterruptible sleep", "T": "stopped",
     "t": "stopped by debugger", "Z": "zombie", "I": "idle", "X": "dead",
 }
@@ -19,7 +19,7 @@ def state_name(stat: str) -> str:
     "R" → "running", "S" → "sleeping", "D" → "uninterruptible sleep", "T" → "stopped",
     "Z" → "zombie" (also "Ss", "R+", "Sl": only the first letter counts).
     """
-    return STATES[stat[0]]
+    return _STATES[stat[0]]
 
 
 def list_processes(pattern: str) -> list[dict]:

@@ -119,3 +119,12 @@ def test_killport_stops_the_listener_not_its_client(cli_env, stack):
     assert processes.gone(server)
     assert not processes.gone(client)
     assert run(cli_env, "killport", str(port)).returncode == 1  # nothing listens any more
+
+
+def test_a_port_held_by_the_course_points_to_ebookstore_down_not_killport(cli_env, stack):
+    web = stack.web(settings=stack.settings.replace(web_port=int(cli_env["EBOOKSTORE_WEB_PORT"])))
+    up = run(cli_env, "up")
+    assert up.returncode == 1
+    assert "the course's own web" in up.stderr and "ebookstore down" in up.stderr and "clean-up cell" in up.stderr
+    assert "killport" not in up.stderr
+    assert not processes.gone(web), "the course's own process is left alone"

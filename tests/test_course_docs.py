@@ -25,6 +25,22 @@ def test_checklist_covers_every_item_with_a_link_and_a_check():
         assert exercises and all(e in grading.EXERCISES for e in exercises), row
 
 
+def test_checklist_links_every_notebook_and_exercise():
+    text = (PROJECT_ROOT / "checklist.md").read_text()
+    for notebook in sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        if notebook.name != "00_start_here.ipynb":
+            assert f"(notebooks/{notebook.name})" in text, notebook.name
+    for exercise in grading.EXERCISES:
+        assert f"check {exercise}" in text or f" {exercise}`" in text or f" {exercise} " in text, exercise
+
+
+def test_readme_and_pyproject_agree_on_the_python_version():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
+    wanted = re.search(r'requires-python = ">=(3\.\d+)"', pyproject).group(1)
+    assert f"Python {wanted} or newer" in readme
+
+
 def test_readme_documents_what_the_procfile_runs():
     assert procfile.disagreements() == []
     assert set(procfile.entries()) == {"redis", "worker", "cron", "relay", "web", "mail"}

@@ -85,3 +85,22 @@ def test_ps_rows_show_state_letters(stack):
     stack.stop("sleeper", timeout=2)  # a stopped process still gets SIGTERM handled (SIGCONT)
     assert processes.gone(sleeper)
     assert "STAT" in processes.format_rows(processes.ps_rows([psutil.Process()]))
+
+
+def test_ebookstore_down_stops_schedulers_before_redis(settings, tmp_path):
+    """Redis stopped after its workers keeps no scheduler lock in its append-only file."""
+    from ebookstore.runtime import redis_server
+    from ebookstore.runtime.stack import Stack, stop_everything
+    own = settings.replace(home=tmp_path / "down", external_redis_url=None, redis_port=processes.free_port())
+    stack = Stack(own, tag=f"{os.environ['EBOOKSTORE_TEST_TAG_PREFIX']}-down", stop_at_exit=False)
+    try:
+        stack.redis()
+        stack.worker("worker", with_scheduler=True, wait_ready=True)
+        connection = queues.connect(own)
+        wait_until(lambda: list(connection.scan_iter("rq:scheduler-lock:*")), 10, what="the scheduler's locks")
+        stop_everything(own.home, timeout=5)
+        # Start the same Redis again by hand (a Stack would clear stale locks): what did it keep?
+        stack.start("redis-again", redis_server.argv(own), ready=stack.ping)
+        assert list(connection.scan_iter("rq:scheduler-lock:*")) == []
+    finally:
+        stack.stop(timeout=3)

@@ -24,6 +24,7 @@ from ebookstore.course import grading, specimens
 from ebookstore.runtime import processes
 from ebookstore.runtime.stack import Stack
 from tests.conftest import new_tag
+from tests.stubs import stub_from_solution
 from tests.wrong_answers import grade_source, hint_problems, load
 
 CATALOGUE = load()
@@ -60,14 +61,15 @@ def _assert_rejected(entry, results):
 
 
 @pytest.mark.parametrize("entry", CATALOGUE, ids=lambda entry: entry.id)
-def test_the_grader_rejects_the_wrong_answer_with_a_hint_that_names_the_mistake(entry, tmp_path, monkeypatch):
-    results = grade_source(tmp_path, monkeypatch, entry.exercise, entry.source(), only=[entry.check])
+def test_the_grader_rejects_the_wrong_answer_with_a_hint_that_names_the_mistake(entry, tmp_path):
+    results = grade_source(tmp_path, entry.exercise, entry.source(), only=[entry.check])
     _assert_rejected(entry, results)
 
 
 @pytest.mark.parametrize("exercise", list(grading.EXERCISES))
-def test_every_hint_on_the_untouched_stub_teaches(exercise):
-    for result in grading.run_exercise(exercise, solutions=False):
+def test_every_hint_on_the_untouched_stub_teaches(exercise, tmp_path):
+    solution = (Path(grading.PROJECT_ROOT) / "solutions" / f"{grading.EXERCISES[exercise]}.py").read_text()
+    for result in grade_source(tmp_path, exercise, stub_from_solution(solution)).values():
         assert not result.passed and hint_problems(result.hint) == [], (result.name, result.hint)
 
 
@@ -80,8 +82,7 @@ def test_a_check_sees_its_own_store_through_the_environment_and_gives_it_back(tm
     wrong = (Path(grading.PROJECT_ROOT) / "solutions" / f"{grading.EXERCISES['ex04']}.py").read_text().replace(
         "    critical = Queue(",
         f"    import json, os; open({str(seen_file)!r}, 'w').write(json.dumps(dict(os.environ)))\n    critical = Queue(", 1)
-    (tmp_path / "graded").mkdir()
-    results = grade_source(tmp_path / "graded", monkeypatch, "ex04", wrong, only=["buy_enqueues_and_answers_at_once"])
+    results = grade_source(tmp_path, "ex04", wrong, only=["buy_enqueues_and_answers_at_once"])
     assert results["buy_enqueues_and_answers_at_once"].passed
     seen = json.loads(seen_file.read_text())  # the environment the learner's buy() saw
     assert seen["EBOOKSTORE_HOME"] != str(learner_home) and "EBOOKSTORE_SMTP_URL" not in seen
@@ -138,6 +139,6 @@ def test_under_load_each_solution_still_passes_in_time(exercise, both_cores_busy
 
 
 @pytest.mark.parametrize("entry", [e for e in CATALOGUE if e.check in TIMING_CHECKS], ids=lambda entry: entry.id)
-def test_under_load_the_wrong_answer_is_still_rejected(entry, both_cores_busy, tmp_path, monkeypatch):
-    results = grade_source(tmp_path, monkeypatch, entry.exercise, entry.source(), only=[entry.check])
+def test_under_load_the_wrong_answer_is_still_rejected(entry, both_cores_busy, tmp_path):
+    results = grade_source(tmp_path, entry.exercise, entry.source(), only=[entry.check])
     _assert_rejected(entry, results)

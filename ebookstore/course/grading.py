@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -82,7 +83,7 @@ class Context:
     Assigning `context.settings` (a check that switches to SMTP, say) updates both.
     """
 
-    def __init__(self, exercise: str, module, home: Path, tag: str):
+    def __init__(self, exercise: str, module, home: Path, tag: str, root: Path | None = None):
         self.exercise, self.module = exercise, module
         self._saved_environment: dict[str, str | None] | None = None
         self._settings = Settings.from_env(
@@ -90,7 +91,7 @@ class Context:
             smtp_port=processes.free_port(), external_redis_url=None, database=None, smtp_url=None,
             mail_delay=0.0, inline_emails=False, dashboard_user="tutor", dashboard_password="check-password",
         )
-        self.stack = Stack(self._settings, tag=tag, stop_at_exit=False, cwd=PROJECT_ROOT,
+        self.stack = Stack(self._settings, tag=tag, stop_at_exit=False, cwd=root or PROJECT_ROOT,
                            preload=(demo_jobs.__name__,))
         self._redis = None
 
@@ -145,15 +146,34 @@ class Context:
         return func
 
 
-def exercise_module(exercise: str, solutions: bool):
-    """Import (afresh: the learner edits the file between checks) exercises/ or solutions/ exNN."""
+def exercise_module(exercise: str, solutions: bool, root: Path | None = None):
+    """Import (afresh: the learner edits the file between checks) exercises/ or solutions/ exNN from `root`."""
     package = "solutions" if solutions else "exercises"
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
+    root = str(root or PROJECT_ROOT)
+    if sys.path[:1] != [root]:
+        sys.path.insert(0, root)
     name = f"{package}.{EXERCISES[exercise]}"
+    for loaded in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        if not (getattr(sys.modules[loaded], "__file__", None) or "").startswith(root + os.sep):
+            del sys.modules[loaded]  # imported from another folder (an earlier graded submission)
     if name in sys.modules:
         return importlib.reload(sys.modules[name])
     return importlib.import_module(name)
+
+
+def staged_folder(folder: Path, exercise: str, into: Path) -> Path:
+    """A project-like folder holding `folder`'s exNN file as `exercises/exNN_….py`: workers import it from there.
+
+    Raises FileNotFoundError if `folder` has no file for `exercise`.
+    """
+    source = Path(folder) / f"{EXERCISES[exercise]}.py"
+    if not source.is_file():
+        raise FileNotFoundError(f"not submitted: there is no {source.name} in {folder}")
+    package = into / "exercises"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text("")
+    shutil.copyfile(source, package / source.name)
+    return into
 
 
 MAX_HINT = 400  # characters: a hint is one to three sentences, never a log
@@ -195,8 +215,21 @@ def _describe(error: BaseException, module) -> str:
     return f"the check stopped on {what}"
 
 
-def run_exercise(exercise: str, solutions: bool | None = None, only: list[str] | None = None) -> list[Result]:
-    """Run every check of `exercise` (or those whose function names are in `only`); never raises for a failing check."""
+def check_name(check) -> str:
+    """A check's name: the first line of its docstring."""
+    return (check.__doc__ or check.__name__).strip().splitlines()[0]
+
+
+def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | None = None,
+                 first: int = 0, starting=None, finished=None, only: list[str] | None = None) -> list[Result]:
+    """Run every check of `exercise` (from the `first`-th on); never raises for a failing check.
+
+    Graded: solutions/ (solutions mode), exercises/, or the exercise files in `folder`
+    (default: $EBOOKSTORE_EXERCISES, e.g. a learner's submission, or exercises/).
+    `starting(index)` and `finished(result)`, if given, are called as each check starts and ends
+    (to follow and time the checks from another process). `only`: run just the checks whose
+    function names are listed.
+    """
     if exercise not in EXERCISES:
         raise ValueError(f"unknown exercise {exercise!r}: choose from {', '.join(EXERCISES)}")
     solutions = Settings.from_env().solutions if solutions is None else solutions
@@ -204,18 +237,26 @@ def run_exercise(exercise: str, solutions: bool | None = None, only: list[str] |
     previous_tag = os.environ.get(processes.RUN_TAG)
     with tempfile.TemporaryDirectory(prefix=f"check-{exercise}-") as home:
         tag = new_tag(f"{os.environ.get('EBOOKSTORE_TEST_TAG_PREFIX', 'check')}-{exercise}")
+        folder = folder or os.environ.get("EBOOKSTORE_EXERCISES")
+        root = None
         # Processes the learner's code starts inherit our environment: give them the
         # tag, so that the clean-up below finds them too.
         os.environ[processes.RUN_TAG] = tag
         try:
             try:
-                module = exercise_module(exercise, solutions)
+                if folder and not solutions:
+                    root = staged_folder(Path(folder), exercise, Path(home) / "submission")
+                module = exercise_module(exercise, solutions, root)
+            except FileNotFoundError as error:
+                return [Result(exercise, "submitted", False, str(error), 0.0)]
             except Exception as error:  # a syntax error in the learner's file, say
                 return [Result(exercise, "imports", False, _describe(error, None), 0.0)]
-            for check in CHECKS[exercise]:
+            for index, check in enumerate(CHECKS[exercise][first:], start=first):
                 if only is not None and check.__name__ not in only:
                     continue
-                context = Context(exercise, module, Path(home) / check.__name__, tag)
+                if starting:
+                    starting(index)
+                context = Context(exercise, module, Path(home) / check.__name__, tag, root)
                 started = time.perf_counter()
                 try:
                     with context:  # the check's own store, in os.environ too, until it ends
@@ -223,8 +264,9 @@ def run_exercise(exercise: str, solutions: bool | None = None, only: list[str] |
                     passed, hint = True, ""
                 except Exception as error:
                     passed, hint = False, _describe(error, module)
-                name = (check.__doc__ or check.__name__).strip().splitlines()[0]
-                results.append(Result(exercise, name, passed, hint, time.perf_counter() - started))
+                results.append(Result(exercise, check_name(check), passed, hint, time.perf_counter() - started))
+                if finished:
+                    finished(results[-1])
         finally:
             if previous_tag is None:
                 os.environ.pop(processes.RUN_TAG, None)
@@ -251,13 +293,13 @@ def check(*exercises: str, solutions: bool | None = None) -> bool:
     return passed
 
 
-def run_cli(exercises: list[str], solutions: bool, all_: bool = False) -> int:
+def run_cli(exercises: list[str], solutions: bool, all_: bool = False, folder: Path | None = None) -> int:
     """`ebookstore check`: exit status 0 only when every check passes."""
     chosen = exercises or list(EXERCISES)
     failed = 0
     summary = []
     for exercise in chosen:
-        results = run_exercise(exercise, solutions)
+        results = run_exercise(exercise, solutions, folder)
         ok = sum(r.passed for r in results)
         failed += len(results) - ok
         summary.append((exercise, ok, len(results)))

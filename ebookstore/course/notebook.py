@@ -1,12 +1,19 @@
-"""What the notebooks share: the environment cell, the environment report, job-state snapshots.
+"""What the notebooks share: the environment cell, the clean-up cell, job-state snapshots.
 
-    from ebookstore.course.notebook import start_notebook, check
+    from ebookstore.course.notebook import start_notebook, check, clean_up
     nb = start_notebook("03")     # a Stack for this notebook, tagged nb03-…
     ...
-    nb.stop()                     # the clean-up cell (it also happens when the kernel exits)
+    clean_up(nb)                  # the clean-up cell (stopping also happens when the kernel exits)
+
+Each notebook runs in a state folder of its own (var/notebooks/NN) with its own Redis, and takes
+the course's default ports only where they are free: so notebooks open side by side, or beside
+`ebookstore up`, never share a process another one may stop. While a notebook runs, the kernel's
+environment carries its settings (shell cells such as `!ebookstore status` see them); the
+clean-up cell puts the environment back as it was.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -17,32 +24,110 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegi
 
 from ebookstore import queues
 from ebookstore.config import Settings
-from ebookstore.course import demo_jobs
-from ebookstore.course.grading import check
+from ebookstore.course import demo_jobs, grading
 from ebookstore.runtime import processes, redis_server
-from ebookstore.runtime.stack import Stack, new_tag
+from ebookstore.runtime.stack import Stack, new_tag, stop_redis_last
 
-__all__ = ["check", "environment_report", "heartbeat_expiry", "job_states", "start_notebook"]
+__all__ = ["check", "clean_up", "environment_report", "heartbeat_expiry", "job_states", "kernel_environment",
+           "start_notebook"]
 
 PACKAGES = ["rq", "redis", "rq-dashboard", "Flask", "psutil", "honcho", "aiosmtpd", "jupyterlab", "nbmake"]
+
+_KERNEL_ENV = dict(os.environ)  # the kernel's environment before any notebook changed it
+_RUNS: dict[str, Stack] = {}    # notebook number -> its run in this kernel
 
 
 def start_notebook(number: str, quiet: bool = False) -> Stack:
     """The environment cell of notebook `number`: a Stack whose processes carry the tag nbNN-…"""
-    # The kernel may not have the virtual environment on PATH: shell cells (!ebookstore, !rq)
-    # must find the same commands this Python has.
+    notes = []
+    previous = _RUNS.pop(number, None)
+    if previous is not None:  # Run All again without the clean-up cell: end the earlier run first
+        notes.append(f"this kernel's earlier run {previous.tag} was still up: {_stop(previous)}")
+    base = Settings.from_env(_KERNEL_ENV)
+    home = base.home / "notebooks" / number
+    leftovers = [p for p in _course_processes(home) if not processes.owner_alive(p)]
+    if leftovers:  # a kernel that was killed (or crashed) could not clean up: do it now
+        notes.append(f"an earlier run of this notebook lost its kernel and left processes behind: "
+                     f"{stop_redis_last(leftovers, timeout=3)}")
+    settings = base.replace(home=home, redis_port=_port(base.redis_port), web_port=_port(base.web_port),
+                            smtp_port=_port(base.smtp_port), external_redis_url=base.external_redis_url)
+    stack = Stack(settings, tag=new_tag(f"nb{number}"), preload=(demo_jobs.__name__,))
+    _RUNS[number] = stack
+    # Shell cells (!ebookstore, !rq) must find the commands of this Python and this notebook's settings.
     bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    stack = Stack(Settings.from_env(), tag=new_tag(f"nb{number}"), preload=(demo_jobs.__name__,))
+    path = os.environ.get("PATH", "")
+    os.environ.update(settings.to_env())
+    os.environ["PATH"] = path if bin_dir in path.split(os.pathsep) else bin_dir + os.pathsep + path
+    up = [p for p in _course_processes(base.home) if processes.environ(p).get(processes.RUN_TAG, "").startswith("up-")]
+    if up:
+        notes.append(f"`ebookstore up` is running for {base.home} (redis {base.redis_port}, web {base.web_port}): "
+                     "this notebook runs its own processes beside it, on the ports below, and never stops the store's")
     if not quiet:
         s = stack.settings
         mode = "solutions (grading solutions/)" if s.solutions else "learner (grading exercises/)"
+        for note in notes:
+            print(f"note        {note}")
         print(f"run tag     {stack.tag}   (every process this notebook starts carries it)")
         print(f"state       {s.home}")
-        print(f"redis       {s.redis_url}")
+        print(f"ports       redis {s.redis_port}, web {s.web_port}, smtp {s.smtp_port}")
         print(f"mode        {mode}")
     return stack
+
+
+def clean_up(stack: Stack) -> None:
+    """The clean-up cell: stop every process of the run (workers before Redis) and show that none is left."""
+    outcome = _stop(stack)
+    print(outcome if outcome else f"nothing was running for {stack.tag}")
+    left = processes.tagged(stack.tag)
+    if left:
+        print(f"still running with run tag {stack.tag}:\n{processes.format_rows(processes.ps_rows(left))}")
+    else:
+        print(f"nothing left running with run tag {stack.tag} (looked at every process's environment)")
+
+
+def check(*exercises: str, solutions: bool | None = None) -> None:
+    """Grade exercises: one ✓/✗ line per check, with hints (see grading.check). Prints only."""
+    grading.check(*exercises, solutions=solutions)
+
+
+@contextlib.contextmanager
+def kernel_environment(settings: Settings):
+    """Within the block, code run in this kernel reads `settings` from the environment (as a worker would)."""
+    saved = dict(os.environ)
+    os.environ.update(settings.to_env())
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _stop(stack: Stack):
+    outcome = stack.stop(timeout=5)
+    for number, run in list(_RUNS.items()):
+        if run is stack:
+            del _RUNS[number]
+    if not _RUNS:
+        _restore_kernel_environment()
+    return outcome
+
+
+def _restore_kernel_environment() -> None:
+    path = os.environ.get("PATH")
+    os.environ.clear()
+    os.environ.update(_KERNEL_ENV)
+    if path:
+        os.environ["PATH"] = path  # keep the virtual environment's commands reachable
+
+
+def _course_processes(home: Path):
+    return [p for p in processes.psutil.process_iter()
+            if processes.environ(p).get(processes.RUN_TAG) and processes.environ(p).get("EBOOKSTORE_HOME") == str(home)]
+
+
+def _port(default: int) -> int:
+    """The course's default port if nothing listens there, else a free one."""
+    return default if processes.listener_pid(default) is None and not processes.port_open(default) else processes.free_port()
 
 
 def environment_report() -> bool:
@@ -74,8 +159,9 @@ def environment_report() -> bool:
         else:
             name = processes.psutil.Process(holder).name()
             mine = processes.environ(processes.psutil.Process(holder)).get(processes.RUN_TAG)
-            note = "the course's own (ebookstore up?)" if mine else "✗ taken: stop it or set another port"
-            ok = ok and bool(mine)
+            note = ("the course's own (`ebookstore up`, or another notebook)" if mine else
+                    "another program's: notebooks take a free port instead; `ebookstore up` needs this one "
+                    "(or another one set in the environment, see the README)")
             print(f"{label:<11} {port} used by PID {holder} ({name}): {note}")
     print("All set." if ok else "Fix the ✗ lines above, then run this cell again.")
     return ok

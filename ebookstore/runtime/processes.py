@@ -18,6 +18,7 @@ import psutil
 
 RUN_TAG = "EBOOKSTORE_RUN_TAG"
 PROCESS_NAME = "EBOOKSTORE_PROCESS"
+OWNER = "EBOOKSTORE_OWNER"  # "PID:start time" of the process that started the run (a notebook's kernel, say)
 
 # psutil status -> the STAT letter `ps` shows
 STAT_LETTERS = {
@@ -45,6 +46,24 @@ def tagged(tag: str, name: str | None = None) -> list[psutil.Process]:
         if env.get(RUN_TAG) == tag and (name is None or env.get(PROCESS_NAME) == name):
             found.append(proc)
     return sorted(found, key=lambda p: p.pid)
+
+
+def owner_id(proc: psutil.Process | None = None) -> str:
+    """`proc` (default: this process) as "PID:start time": unlike a PID alone, never reused."""
+    proc = proc or psutil.Process()
+    return f"{proc.pid}:{proc.create_time():.2f}"
+
+
+def owner_alive(proc: psutil.Process) -> bool:
+    """Whether the process that started `proc`'s run still runs (True when unknown)."""
+    owner = environ(proc).get(OWNER)
+    if not owner:
+        return True
+    pid = int(owner.split(":")[0])
+    try:
+        return owner_id(psutil.Process(pid)) == owner
+    except psutil.NoSuchProcess:
+        return False
 
 
 def matching(pattern: str) -> list[psutil.Process]:

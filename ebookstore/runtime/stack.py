@@ -3,7 +3,7 @@
 One `Stack` is one run (a notebook, a test session, `ebookstore up`). Each
 process it starts gets the run tag in its environment, its own session (so a
 Ctrl-C in the terminal does not reach it) and a log file under
-$EBOOKSTORE_HOME/logs. `stop()` finds the run's processes by tag — the RQ
+$EBOOKSTORE_HOME/logs/<run tag>/. `stop()` finds the run's processes by tag — the RQ
 work-horse included, which sits in its own process group and may have been
 re-parented — and stops them: SIGTERM first, SIGKILL after a timeout. By
 default a Stack also stops everything at interpreter exit.
@@ -26,6 +26,7 @@ from ebookstore.runtime import processes, redis_server
 from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 
 START_TIMEOUT = 15  # seconds a service may take to answer after starting
+KEPT_LOG_RUNS = 10  # a state folder keeps the logs of this many runs; older ones are deleted
 
 
 def new_tag(prefix: str = "ebs") -> str:
@@ -46,7 +47,7 @@ class Stack:
         self.cwd = cwd or PROJECT_ROOT  # where processes start; job functions are imported from here
         self.tag = tag or new_tag()
         self.preload = tuple(preload)
-        self.log_dir = self.settings.home / "logs"
+        self.log_dir = self.settings.home / "logs" / self.tag
         self._popens: dict[str, subprocess.Popen] = {}
         if stop_at_exit:
             atexit.register(self.stop)
@@ -62,6 +63,7 @@ class Stack:
         """The environment of process `name`: ours, the settings, the run tag."""
         env = {**os.environ, **self.settings.to_env(), **(extra or {})}
         env[RUN_TAG], env[PROCESS_NAME] = self.tag, name
+        env[processes.OWNER] = processes.owner_id()  # who started the run: leftovers of a dead owner can be found
         if self.preload:
             env[workers.PRELOAD_VARIABLE] = ",".join(self.preload)
         # Workers import job functions from ebookstore, exercises/ and solutions/.
@@ -86,7 +88,9 @@ class Stack:
         """
         if port is not None:
             _require_free(port, name)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if not self.log_dir.exists():
+            self.log_dir.mkdir(parents=True)
+            _prune_logs(self.log_dir.parent)
         with open(self.log_path(name), "ab") as log:
             popen = subprocess.Popen(
                 argv, cwd=self.cwd, env=self.env(name, env), stdin=subprocess.DEVNULL,
@@ -114,7 +118,18 @@ class Stack:
             same_home = processes.environ(proc).get("EBOOKSTORE_HOME") == str(self.settings.home)
             if same_home and self.ping():
                 return proc  # `ebookstore up` (or another notebook) runs the course's Redis: share it
-        return self.start("redis", redis_server.argv(self.settings), ready=self.ping, port=port)
+        proc = self.start("redis", redis_server.argv(self.settings), ready=self.ping, port=port)
+        self._clear_scheduler_locks()
+        return proc
+
+    def _clear_scheduler_locks(self) -> None:
+        # A Redis we just started has no scheduler connected yet, so every scheduler lock in it
+        # was restored from the append-only file: left by a run that stopped Redis before its
+        # workers, or was killed. RQ would wait up to two minutes for such a lock to expire.
+        connection = Redis.from_url(self.settings.redis_url, socket_timeout=2)
+        stale = list(connection.scan_iter("rq:scheduler-lock:*"))
+        if stale:
+            connection.delete(*stale)
 
     def ping(self) -> bool:
         try:
@@ -193,16 +208,12 @@ class Stack:
                 found[popen.pid] = psutil.Process(popen.pid)
         return sorted(found.values(), key=lambda p: p.pid)
 
-    def stop(self, name: str | None = None, timeout: float = 5.0) -> dict[int, str]:
+    def stop(self, name: str | None = None, timeout: float = 5.0) -> Stopped:
         """Stop this run's processes (or those of `name`): SIGTERM, then SIGKILL after `timeout` s.
 
         Redis goes last, so that workers can finish their current job and report it.
         """
-        procs = self.processes(name)
-        redis_pid = self._popens["redis"].pid if "redis" in self._popens else None
-        is_redis = {p.pid: p.pid == redis_pid or processes.environ(p).get(PROCESS_NAME) == "redis" for p in procs}
-        outcome = processes.stop([p for p in procs if not is_redis[p.pid]], timeout)
-        outcome.update(processes.stop([p for p in procs if is_redis[p.pid]], timeout))
+        outcome = stop_redis_last(self.processes(name), timeout)
         for key, popen in list(self._popens.items()):
             if name in (None, key):
                 popen.poll()  # reap it, so no zombie is left behind
@@ -213,17 +224,82 @@ class Stack:
 
 def _require_free(port: int, name: str) -> None:
     holder = processes.listener_pid(port)
-    if holder is not None or processes.port_open(port):
-        who = f"PID {holder} ({psutil.Process(holder).name()})" if holder else "another process"
-        raise StartError(f"cannot start {name}: port {port} is already in use by {who}. "
-                         f"Stop it (ebookstore killport {port}) or choose another port.")
+    if holder is None and not processes.port_open(port):
+        return
+    try:
+        proc = psutil.Process(holder) if holder else None
+        env = processes.environ(proc) if proc else {}
+        who = f"PID {holder} ({proc.name()})" if proc else "another process"
+    except psutil.NoSuchProcess:
+        env, who = {}, "a process that just exited"
+    if env.get(RUN_TAG):  # one of the course's own processes: never advise killing it by port
+        raise StartError(
+            f"cannot start {name}: port {port} is used by the course's own {env.get(PROCESS_NAME, 'process')} "
+            f"({who}, run tag {env[RUN_TAG]}, state folder {env.get('EBOOKSTORE_HOME', '?')}). "
+            "Stop that run first: `ebookstore down` for `ebookstore up`, or the clean-up cell of the "
+            "notebook that started it.")
+    raise StartError(f"cannot start {name}: port {port} is already in use by {who}. "
+                     f"Stop that program, or choose another port (see EBOOKSTORE_*_PORT in the README).")
 
 
-def stop_everything(home: Path, timeout: float = 5.0) -> dict[int, str]:
-    """Stop every process any run of the course started for state folder `home` (by tag)."""
+def _is_redis_server(proc) -> bool:
+    try:
+        return proc.name().startswith("redis-server")  # also one started by another program (honcho)
+    except psutil.Error:
+        return False
+
+
+def _prune_logs(logs: Path) -> None:
+    """Keep the log folders of the newest KEPT_LOG_RUNS runs (each run logs into a folder of its own)."""
+    runs = sorted((d for d in logs.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in runs[KEPT_LOG_RUNS:]:
+        for f in old.iterdir():
+            f.unlink(missing_ok=True)
+        old.rmdir()
+
+
+class Stopped(dict):
+    """{pid: "exited" | "killed"} of the processes a stop ended; printed as one readable line."""
+
+    def __init__(self, outcome: dict[int, str], names: dict[int, str]):
+        super().__init__(outcome)
+        self.names = names
+
+    def __str__(self) -> str:
+        if not self:
+            return "nothing to stop"
+        parts = [f"{self.names.get(pid, '?')} (PID {pid}{', after SIGKILL' if how == 'killed' else ''})"
+                 for pid, how in sorted(self.items())]
+        return f"stopped {len(self)} process{'es' if len(self) != 1 else ''}: " + ", ".join(parts)
+
+    __repr__ = __str__
+
+
+def stop_everything(home: Path, timeout: float = 5.0) -> Stopped:
+    """Stop every process any run of the course started for state folder `home` (by tag).
+
+    Redis goes last: workers (and their schedulers) first, so that none is left holding a
+    scheduler lock in Redis's append-only file, and every job in progress can report its end.
+    """
     mine = []
     for proc in psutil.process_iter():
         env = processes.environ(proc)
         if env.get(RUN_TAG) and Path(env.get("EBOOKSTORE_HOME", "")) == Path(home):
             mine.append(proc)
-    return processes.stop(mine, timeout)
+    return stop_redis_last(mine, timeout)
+
+
+def stop_redis_last(procs, timeout: float = 5.0) -> Stopped:
+    """Stop `procs`: everything but Redis first, then Redis (see stop_everything)."""
+    names = {p.pid: processes.environ(p).get(PROCESS_NAME) or _name(p) for p in procs}
+    is_redis = {p.pid: processes.environ(p).get(PROCESS_NAME) == "redis" or _is_redis_server(p) for p in procs}
+    outcome = processes.stop([p for p in procs if not is_redis[p.pid]], timeout)
+    outcome.update(processes.stop([p for p in procs if is_redis[p.pid]], timeout))
+    return Stopped(outcome, names)
+
+
+def _name(proc) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return "?"

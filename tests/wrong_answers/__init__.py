@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 import tomllib
 from pathlib import Path
 
@@ -60,27 +59,16 @@ def load() -> list[WrongAnswer]:
     return entries
 
 
-def grade_source(tmp_path, monkeypatch, exercise, source, only=None) -> dict:
-    """Grade `source` as the learner's exercise file (in a throwaway exercises/ package): {check name: Result}.
+def grade_source(tmp_path, exercise, source, only=None) -> dict:
+    """Grade `source` as a learner's exercise file (a submission folder, as `ebookstore grade` does).
 
-    `only`: the names of the check functions to run (default: all). Results are keyed by the
-    check's function name.
+    `only`: the names of the check functions to run (default: all). Returns {check function name: Result}.
     """
-    package = tmp_path / "exercises"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / f"{grading.EXERCISES[exercise]}.py").write_text(source)
-    monkeypatch.setattr(grading, "PROJECT_ROOT", tmp_path)
-    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
-    for name in [m for m in sys.modules if m == "exercises" or m.startswith("exercises.")]:
-        monkeypatch.delitem(sys.modules, name)
+    folder = tmp_path / "submission"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{grading.EXERCISES[exercise]}.py").write_text(source)
     checks = [c for c in grading.CHECKS[exercise] if only is None or c.__name__ in only]
-    try:
-        results = grading.run_exercise(exercise, solutions=False, only=only)
-    finally:  # forget the graded module, so that later tests import the real exercises/ again
-        for name in [m for m in sys.modules if m == "exercises" or m.startswith("exercises.")]:
-            if str(tmp_path) in str(getattr(sys.modules[name], "__file__", "") or ""):
-                del sys.modules[name]
+    results = grading.run_exercise(exercise, solutions=False, folder=folder, only=only)
     return {check.__name__: result for check, result in zip(checks, results)}
 
 

@@ -1,0 +1,256 @@
+"""`ebookstore grade PATH...`: grade a class's submissions, every check bounded in time.
+
+A submission is one learner's exercise files (exNN_topic.py, named as in exercises/): a folder
+(a copy of their exercises/, an unpacked zip, a clone of their fork) or a .zip file. Each exercise
+is graded in a child process of its own (`python -m ebookstore.course.submissions EXERCISE FOLDER
+FIRST`) that reports every check as a JSON line. A check still running after the timeout has the
+child's whole process tree stopped — found by the run tag that every process it started inherits,
+the learner's own forks included — and is marked "timed out"; grading goes on with the next check.
+
+Grading runs the learner's code, with the rights of whoever grades: grade as an unprivileged user.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import queue
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from xml.etree import ElementTree
+
+from ebookstore.course import grading
+from ebookstore.runtime import processes
+
+DEFAULT_TIMEOUT = 30.0  # seconds one check may take
+FILES = {f"{module}.py": exercise for exercise, module in grading.EXERCISES.items()}
+
+
+@dataclasses.dataclass
+class Mark:
+    """One check of one exercise of one submission."""
+    submission: str
+    exercise: str
+    check: str
+    passed: bool
+    hint: str
+    seconds: float
+
+
+def exercise_folder(path: Path, unpack_into: Path) -> Path:
+    """The folder of a submission that holds its exercise files (a .zip is unpacked into `unpack_into`)."""
+    if path.is_file() and path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(unpack_into)  # zipfile drops absolute paths and ".." from member names
+        path = unpack_into
+    found: dict[Path, int] = {}
+    for file in path.rglob("ex[0-9][0-9]_*.py"):
+        if file.name in FILES and "solutions" not in file.parts[len(path.parts):]:
+            found[file.parent] = found.get(file.parent, 0) + 1
+    return max(found, key=lambda folder: (found[folder], -len(folder.parts))) if found else path
+
+
+def grade_exercise(submission: str, folder: Path, exercise: str, timeout: float) -> list[Mark]:
+    """Every check of `exercise` on `folder`, each one within `timeout` seconds."""
+    names = [grading.check_name(check) for check in grading.CHECKS[exercise]]
+    marks: list[Mark] = []
+    first = 0
+    while first < len(names):
+        prefix = f"grade-{secrets.token_hex(4)}"
+        env = {k: v for k, v in os.environ.items() if k not in ("EBOOKSTORE_SOLUTIONS", "EBOOKSTORE_EXERCISES")}
+        env.update({processes.RUN_TAG: prefix, "EBOOKSTORE_TEST_TAG_PREFIX": prefix, "PYTHONUNBUFFERED": "1"})
+        child = subprocess.Popen([sys.executable, "-m", __name__, exercise, str(folder), str(first)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 start_new_session=True, stdin=subprocess.DEVNULL)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in child.stdout] + [lines.put(None)],
+                         daemon=True).start()
+        running, started, other = first, time.monotonic(), []
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, started + timeout - time.monotonic()))
+            except queue.Empty:  # the check ran out of time: stop everything the child started
+                _stop_tree(prefix)
+                if running >= len(names):  # all checks done, but the child would not exit
+                    first = len(names)
+                    break
+                marks.append(Mark(submission, exercise, names[running], False,
+                                  f"timed out after {timeout:g} s: look for a loop that never ends or a wait "
+                                  "without a timeout", timeout))
+                first = running + 1
+                break
+            if line is None:  # the child is done (or died)
+                child.wait(5)
+                _stop_tree(prefix)
+                if running < len(names) and not any(m.check == names[running] for m in marks):
+                    last = " ".join(other[-2:]).strip() or f"exit status {child.returncode}"
+                    for name in names[running:]:
+                        marks.append(Mark(submission, exercise, name, False, f"the grader stopped: {last[:300]}", 0.0))
+                first = len(names)
+                break
+            message = _message(line)
+            if message is None:
+                other.append(line.strip())
+            elif "start" in message:
+                running, started = message["start"], time.monotonic()
+            else:
+                result = message["result"]
+                if result["name"] in ("submitted", "imports"):  # no module to grade: every check says why
+                    marks += [Mark(submission, exercise, name, False, result["hint"], 0.0) for name in names]
+                    running = len(names)
+                else:
+                    marks.append(Mark(submission, exercise, result["name"], result["passed"], result["hint"],
+                                      round(result["seconds"], 2)))
+                    running += 1
+    return marks
+
+
+def _message(line: str) -> dict | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _stop_tree(prefix: str) -> None:
+    """Stop every process of one child's run: the child, workers, Redis, the learner's own forks."""
+    mine = [p for p in processes.psutil.process_iter()
+            if processes.environ(p).get(processes.RUN_TAG, "").startswith(prefix)]
+    processes.stop(mine, timeout=2)
+
+
+def grade_submission(path: Path, exercises: list[str], timeout: float, name: str | None = None) -> list[Mark]:
+    name = name or path.stem
+    with tempfile.TemporaryDirectory(prefix="submission-") as unpacked:
+        try:
+            folder = exercise_folder(path, Path(unpacked))
+        except (zipfile.BadZipFile, OSError) as error:
+            return [Mark(name, e, grading.check_name(c), False, f"the submission cannot be read: {error}", 0.0)
+                    for e in exercises for c in grading.CHECKS[e]]
+        return [mark for exercise in exercises for mark in grade_exercise(name, folder, exercise, timeout)]
+
+
+def grade(paths: list[Path], exercises: list[str], timeout: float = DEFAULT_TIMEOUT, jobs: int = 1) -> list[Mark]:
+    """Marks of every submission in `paths`, `jobs` submissions at a time (each with its own ports and tags)."""
+    names = _names(paths)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        graded = pool.map(lambda p: grade_submission(p, exercises, timeout, names[p]), paths)
+        return [mark for marks in graded for mark in marks]
+
+
+def _names(paths: list[Path]) -> dict[Path, str]:
+    names: dict[Path, str] = {}
+    for path in paths:
+        base = path.stem if path.suffix == ".zip" else path.resolve().name
+        name, n = base, 2
+        while name in names.values():
+            name, n = f"{base}-{n}", n + 1
+        names[path] = name
+    return names
+
+
+# -- reports -----------------------------------------------------------------
+def to_json(marks: list[Mark]) -> str:
+    return json.dumps([dataclasses.asdict(m) for m in marks], indent=2, ensure_ascii=False)
+
+
+def to_csv(marks: list[Mark]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[f.name for f in dataclasses.fields(Mark)])
+    writer.writeheader()
+    writer.writerows(dataclasses.asdict(m) for m in marks)
+    return out.getvalue()
+
+
+def to_junit(marks: list[Mark]) -> str:
+    """JUnit XML: a testsuite per submission, a testcase per check (failed checks carry the hint)."""
+    suites = ElementTree.Element("testsuites", name="ebookstore grade")
+    for submission in dict.fromkeys(m.submission for m in marks):
+        mine = [m for m in marks if m.submission == submission]
+        suite = ElementTree.SubElement(suites, "testsuite", name=submission, tests=str(len(mine)),
+                                       failures=str(sum(not m.passed for m in mine)),
+                                       time=f"{sum(m.seconds for m in mine):.2f}")
+        for m in mine:
+            case = ElementTree.SubElement(suite, "testcase", classname=f"{submission}.{m.exercise}", name=m.check,
+                                          time=f"{m.seconds:.2f}")
+            if not m.passed:
+                ElementTree.SubElement(case, "failure", message=m.hint).text = m.hint
+    return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True)
+
+
+def table(marks: list[Mark]) -> str:
+    """A readable report: each submission's checks, then the class summary."""
+    lines = []
+    submissions = list(dict.fromkeys(m.submission for m in marks))
+    for submission in submissions:
+        mine = [m for m in marks if m.submission == submission]
+        lines.append(f"== {submission}: {sum(m.passed for m in mine)}/{len(mine)} checks")
+        for m in mine:
+            lines.append(f"  {'✓' if m.passed else '✗'} {m.exercise} {m.check}  ({m.seconds:.1f} s)")
+            if not m.passed:
+                lines.append(f"      {m.hint}")
+    lines.append("== class summary")
+    exercises = list(dict.fromkeys(m.exercise for m in marks))
+    lines.append(f"  {'submission':<24} {'checks':>8}  " + " ".join(e[2:] for e in exercises))
+    for submission in submissions:
+        mine = [m for m in marks if m.submission == submission]
+        done = " ".join(" ✓" if all(m.passed for m in mine if m.exercise == e) else " ·" for e in exercises)
+        lines.append(f"  {submission:<24} {sum(m.passed for m in mine):>3}/{len(mine):<4}  {done}")
+    lines.append("  (✓: every check of that exercise passes)")
+    return "\n".join(lines)
+
+
+def run_cli(paths: list[str], only: str | None, timeout: float, jobs: int, as_json: str | None,
+            as_csv: str | None, junit: str | None) -> int:
+    """`ebookstore grade`: 0 once every submission is graded, whatever the marks; 2 on a usage error.
+
+    The table goes to stdout unless --json or --csv go there ("-"); files get what they ask for.
+    """
+    exercises = [e.strip() for e in only.split(",")] if only else list(grading.EXERCISES)
+    unknown = [e for e in exercises if e not in grading.EXERCISES]
+    missing = [p for p in paths if not Path(p).exists()]
+    if unknown or missing or timeout <= 0 or jobs < 1 or (as_json == "-" and as_csv == "-"):
+        problem = (f"unknown exercise(s) {', '.join(unknown)}" if unknown else
+                   f"no such submission: {', '.join(missing)}" if missing else
+                   "--timeout and --jobs must be positive" if timeout <= 0 or jobs < 1 else
+                   "only one of --json and --csv can go to stdout")
+        print(f"ebookstore grade: {problem}", file=sys.stderr)
+        return 2
+    marks = grade([Path(p) for p in paths], exercises, timeout, jobs)
+    stdout = None
+    for target, render in ((as_json, to_json), (as_csv, to_csv), (junit, to_junit)):
+        if target == "-":
+            stdout = render(marks)
+        elif target:
+            Path(target).write_text(render(marks))
+    text = stdout if stdout is not None else table(marks)
+    print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+def _child(exercise: str, folder: str, first: int) -> None:
+    """Grade one exercise of one submission from check `first` on; one JSON line per event."""
+    def emit(**message):
+        print(json.dumps(message), flush=True)
+    sent = []
+    results = grading.run_exercise(exercise, solutions=False, folder=Path(folder), first=first,
+                                   starting=lambda index: emit(start=index),
+                                   finished=lambda result: sent.append(emit(result=dataclasses.asdict(result))))
+    if not sent:  # the file is missing or does not import: one result says why
+        for result in results:
+            emit(result=dataclasses.asdict(result))
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2], int(sys.argv[3]))

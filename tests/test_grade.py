@@ -1,0 +1,111 @@
+"""`ebookstore grade`: a class's submissions graded, bounded in time, reported three ways, nothing left behind."""
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
+import psutil
+
+from ebookstore.config import PROJECT_ROOT
+from ebookstore.course import grading
+from ebookstore.runtime import processes
+from tests.stubs import stub_from_solution
+
+EBOOKSTORE = str(Path(sys.executable).parent / "ebookstore")
+ONLY = ["ex01", "ex04"]
+MARKER = "313.25"  # the learner's stray child: `sleep 313.25`
+
+
+def write_submission(folder: Path, solved: set, edit=None) -> Path:
+    folder.mkdir(parents=True)
+    for exercise, module in grading.EXERCISES.items():
+        solution = (PROJECT_ROOT / "solutions" / f"{module}.py").read_text()
+        source = solution if exercise in solved else stub_from_solution(solution)
+        if edit and exercise in edit:
+            source = edit[exercise](source)
+        (folder / f"{module}.py").write_text(source)
+    return folder
+
+
+def endless(source: str) -> str:
+    """A stopwatch that starts a child of its own in a new session, then never returns."""
+    broken = source.replace("    started = time.perf_counter()\n    result = func",
+                            "    import subprocess\n"
+                            f"    subprocess.Popen(['sleep', '{MARKER}'], start_new_session=True)\n"
+                            "    while True:\n        pass\n"
+                            "    started = time.perf_counter()\n    result = func", 1)
+    assert "while True" in broken
+    return broken
+
+
+def test_grade_five_submissions(tmp_path):
+    solutions = write_submission(tmp_path / "build" / "solutions-copy", set(grading.EXERCISES))
+    archive = tmp_path / "zipped.zip"
+    with zipfile.ZipFile(archive, "w") as z:  # a zip of a fork's clone: exercises/ one level down
+        for file in solutions.iterdir():
+            z.write(file, f"fork/exercises/{file.name}")
+    subs = {
+        "zipped": archive,
+        "untouched": write_submission(tmp_path / "untouched", set()),
+        "partly": write_submission(tmp_path / "partly", {"ex01"}),
+        "looping": write_submission(tmp_path / "looping", set(grading.EXERCISES), {"ex01": endless}),
+        "broken": write_submission(tmp_path / "broken", set(grading.EXERCISES),
+                                   {"ex04": lambda s: s.replace("def buy(", "def buy(:", 1)}),
+    }
+    (subs["partly"] / f"{grading.EXERCISES['ex04']}.py").unlink()  # not submitted
+    started = time.perf_counter()
+    run = subprocess.run([EBOOKSTORE, "grade", *map(str, subs.values()), "--only", ",".join(ONLY), "--timeout", "4",
+                          "--jobs", "2", "--json", str(tmp_path / "marks.json"), "--csv", str(tmp_path / "marks.csv"),
+                          "--junit", str(tmp_path / "marks.xml")], capture_output=True, text=True, timeout=240)
+    seconds = time.perf_counter() - started
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "class summary" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    print(f"graded 5 submissions ({', '.join(ONLY)}) with --jobs 2 in {seconds:.1f} s")
+
+    checks = {e: [grading.check_name(c) for c in grading.CHECKS[e]] for e in ONLY}
+    marks = json.loads((tmp_path / "marks.json").read_text())
+    assert {tuple(sorted(m)) for m in marks} == {("check", "exercise", "hint", "passed", "seconds", "submission")}
+    by = {(m["submission"], m["exercise"], m["check"]): m for m in marks}
+    assert len(by) == len(marks) == 5 * sum(map(len, checks.values())), "one mark per submission and check"
+
+    def passed(sub, exercise):
+        return [by[(sub, exercise, c)]["passed"] for c in checks[exercise]]
+
+    assert all(passed("zipped", "ex01") + passed("zipped", "ex04"))
+    assert not any(passed("untouched", "ex01") + passed("untouched", "ex04"))
+    assert all(passed("partly", "ex01")) and not any(passed("partly", "ex04"))
+    assert all("not submitted" in by[("partly", "ex04", c)]["hint"] for c in checks["ex04"])
+    loop = by[("looping", "ex01", checks["ex01"][0])]
+    assert not loop["passed"] and "timed out after 4 s" in loop["hint"]
+    assert all(passed("looping", "ex04")), "grading went on after the timeout"
+    assert all(passed("broken", "ex01")) and not any(passed("broken", "ex04"))
+    assert all("SyntaxError" in by[("broken", "ex04", c)]["hint"] for c in checks["ex04"])
+
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "marks.csv").read_text())))
+    assert [(r["submission"], r["exercise"], r["check"], r["passed"]) for r in rows] == \
+        [(m["submission"], m["exercise"], m["check"], str(m["passed"])) for m in marks]
+
+    suites = ElementTree.parse(tmp_path / "marks.xml").getroot()
+    assert [s.get("name") for s in suites] == list(subs)
+    for suite in suites:
+        cases = suite.findall("testcase")
+        assert len(cases) == sum(map(len, checks.values()))
+        failed = sum(1 for m in marks if m["submission"] == suite.get("name") and not m["passed"])
+        assert int(suite.get("failures")) == failed == sum(1 for c in cases if c.find("failure") is not None)
+
+    strays = [p for p in psutil.process_iter(["cmdline"]) if MARKER in " ".join(p.info["cmdline"] or [])]
+    assert strays == [], "the learner's own child was stopped with the rest"
+    graders = [p for p in psutil.process_iter()
+               if processes.environ(p).get(processes.RUN_TAG, "").startswith("grade-")]
+    assert graders == [], "nothing the grading started is left running"
+
+
+def test_grade_usage_errors_exit_2(tmp_path):
+    assert subprocess.run([EBOOKSTORE, "grade", str(tmp_path / "nope")], capture_output=True).returncode == 2
+    assert subprocess.run([EBOOKSTORE, "grade", str(tmp_path), "--only", "ex99"], capture_output=True).returncode == 2
+    assert subprocess.run([EBOOKSTORE, "grade"], capture_output=True).returncode == 2

@@ -1,0 +1,186 @@
+"""The notebooks off CI's straight path: as a learner runs them, in real kernels (nbclient).
+
+Every notebook in learner mode (untouched stubs) beside a running `ebookstore up`; Run All twice in
+one kernel; a kernel killed mid-notebook and the notebook run again; an unusual order; two notebooks
+at once. Each scenario has a state folder of its own under the test run's, so the run's final check
+finds anything they leave behind.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from nbclient import NotebookClient
+
+from ebookstore.config import PROJECT_ROOT
+from ebookstore.course import grading
+from ebookstore.runtime import processes
+from tests.stubs import stub_from_solution
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+EBOOKSTORE = str(Path(sys.executable).parent / "ebookstore")
+
+
+def learner_env(home: Path, stubs: Path) -> dict:
+    """A learner's environment: their state folder, the untouched stubs graded, not solutions mode."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EBOOKSTORE_SOLUTIONS", processes.RUN_TAG)}
+    env.update(EBOOKSTORE_HOME=str(home), EBOOKSTORE_EXERCISES=str(stubs))
+    return env
+
+
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("stubs")
+    for module in grading.EXERCISES.values():
+        (folder / f"{module}.py").write_text(stub_from_solution((PROJECT_ROOT / "solutions" / f"{module}.py").read_text()))
+    return folder
+
+
+@pytest.fixture
+def home(request) -> Path:
+    # Under the test run's state folder: the run's last check finds whatever a scenario leaves running.
+    path = Path(os.environ["EBOOKSTORE_HOME"]) / "learner-paths" / request.node.name.replace("/", "_")
+    path.mkdir(parents=True)
+    yield path
+    left = [p for p in psutil.process_iter() if processes.environ(p).get(processes.RUN_TAG)
+            and processes.environ(p).get("EBOOKSTORE_HOME", "").startswith(str(path))]
+    processes.stop(left, timeout=3)
+    assert left == [], f"left running: {processes.format_rows(processes.ps_rows(left))}"
+
+
+def client(name: str) -> NotebookClient:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    return NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+
+
+def outputs(cell) -> str:
+    text = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            text.append(out.text)
+        elif out.output_type in ("execute_result", "display_data"):
+            text.append(out.get("data", {}).get("text/plain", ""))
+        elif out.output_type == "error":
+            text.append(f"{out.ename}: {out.evalue}")
+    return "".join(text)
+
+
+def check_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("check(")]
+
+
+def assert_learner_run(nb) -> None:
+    """No cell failed (nbclient raises on one); each check cell printed ✗ lines with hints, and nothing else."""
+    for cell in check_cells(nb):
+        text = outputs(cell)
+        assert "✗" in text and "hint:" in text and "Not yet" in text, text
+        assert not [o for o in cell.outputs if o.output_type in ("execute_result", "error")], text
+
+
+def test_every_notebook_as_a_learner_beside_ebookstore_up(home, stubs):
+    env = learner_env(home, stubs)
+    up = subprocess.run([EBOOKSTORE, "up"], env=env, capture_output=True, text=True, timeout=60)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        store = {p.pid for p in psutil.process_iter() if processes.environ(p).get("EBOOKSTORE_HOME") == str(home)}
+        web_port = os.environ["EBOOKSTORE_WEB_PORT"]
+        times = {}
+        for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+            run = client(path.name)
+            started = time.perf_counter()
+            run.execute(env=env)
+            times[path.stem[:2]] = round(time.perf_counter() - started, 1)
+            assert_learner_run(run.nb)
+            first = outputs(next(c for c in run.nb.cells if c.cell_type == "code"))
+            if path.name != "00_start_here.ipynb":
+                assert "`ebookstore up` is running" in first, first
+            alive = {p.pid for p in psutil.process_iter() if processes.environ(p).get("EBOOKSTORE_HOME") == str(home)}
+            assert store <= alive, f"{path.name} stopped a process of `ebookstore up`: {store - alive}"
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/ebooks", timeout=5) as answer:
+                assert answer.status == 200, f"the store no longer answers after {path.name}"
+        print("learner mode, seconds per notebook:", json.dumps(times), "total", round(sum(times.values()), 1))
+    finally:
+        down = subprocess.run([EBOOKSTORE, "down"], env=env, capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0, down.stderr
+
+
+@pytest.mark.parametrize("name", ["12_reliability.ipynb", "07_signals_and_killing.ipynb"])
+def test_run_all_twice_in_one_kernel(home, stubs, name):
+    env = learner_env(home, stubs)
+    run = client(name)
+    kernel_env = {}
+    with run.setup_kernel(env=env):
+        for _ in range(2):
+            run.nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+            for index, cell in enumerate(run.nb.cells):
+                run.execute_cell(cell, index)
+            assert_learner_run(run.nb)
+        probe = nbformat.v4.new_code_cell("import json, os; print(json.dumps(dict(os.environ)))")
+        run.nb.cells.append(probe)
+        run.execute_cell(probe, len(run.nb.cells) - 1)
+        kernel_env = json.loads(outputs(probe))
+    leaked = {k for k in kernel_env if k.startswith("EBOOKSTORE_") or k == "REDIS_URL"} - set(env)
+    assert leaked == set(), f"the notebook left these in the kernel's environment: {leaked}"
+    assert all(kernel_env.get(k) == v for k, v in env.items() if k.startswith("EBOOKSTORE_")), \
+        "the kernel's own settings are back after the clean-up"
+
+
+def test_a_killed_kernel_leaves_nothing_for_the_next_run(home, stubs):
+    env = learner_env(home, stubs)
+    first = client("07_signals_and_killing.ipynb")
+    with first.setup_kernel(env=env):
+        cells = first.nb.cells
+        stop_at = next(i for i, c in enumerate(cells) if "w_critical = " in c.source or "w-critical" in c.source)
+        for index in range(stop_at + 1):
+            first.execute_cell(cells[index], index)
+        probe = nbformat.v4.new_code_cell("import os; print(os.getpid())")
+        cells.append(probe)
+        first.execute_cell(probe, len(cells) - 1)
+        kernel = psutil.Process(int(outputs(probe)))
+        orphans = [p for p in psutil.process_iter() if processes.environ(p).get(processes.RUN_TAG)
+                   and processes.environ(p).get("EBOOKSTORE_HOME", "").startswith(str(home))]
+        assert len(orphans) >= 3, "the notebook had Redis and workers running"
+        kernel.send_signal(signal.SIGKILL)  # as a crash, or "Restart" after a hang, does
+        kernel.wait(5)
+        time.sleep(0.5)
+        assert all(p.is_running() for p in orphans), "its processes outlive the kernel (own sessions)"
+    second = client("07_signals_and_killing.ipynb")
+    second.execute(env=env)
+    assert_learner_run(second.nb)
+    note = outputs(next(c for c in second.nb.cells if c.cell_type == "code"))
+    assert "lost its kernel and left processes behind" in note, note
+    assert not [p for p in orphans if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_notebooks_in_another_order(home, stubs):
+    env = learner_env(home, stubs)
+    for name in ("11_final_integration.ipynb", "10_errors_and_retries.ipynb", "03_creating_jobs.ipynb"):
+        run = client(name)
+        run.execute(env=env)
+        assert_learner_run(run.nb)
+
+
+def test_two_notebooks_at_once(home, stubs, tmp_path):
+    """03 runs while 02 starts, finishes and cleans up beside it: 03 must not notice."""
+    env = learner_env(home, stubs)
+    script = ("import sys, nbformat\nfrom nbclient import NotebookClient\n"
+              "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+              "NotebookClient(nb, timeout=60, kernel_name='python3', resources={'metadata': {'path': sys.argv[2]}})"
+              ".execute()\nnbformat.write(nb, sys.argv[3])\n")
+    runs = {}
+    for name in ("03_creating_jobs.ipynb", "02_redis_and_rq_setup.ipynb"):
+        runs[name] = subprocess.Popen([sys.executable, "-c", script, str(NOTEBOOKS / name), str(NOTEBOOKS),
+                                       str(tmp_path / name)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        time.sleep(1.5)
+    for name, proc in runs.items():
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"{name} failed:\n{output[-3000:]}"
+        assert_learner_run(nbformat.read(tmp_path / name, as_version=4))
