@@ -60,7 +60,7 @@ def killport_spares_clients(ctx):
     server = specimens.signal_logger(ctx.stack, "polite-listener", port=port)
     client = specimens.client(ctx.stack, port)
     run = _killport(function, port)
-    if not processes.gone(server):
+    if processes.wait_gone([server], 0.5):  # a signal takes a moment to land
         raise Fail(f"the listener (PID {server.pid}) still runs after `killport {port}`"
                    + (f"; killport said: {short(run.stderr, 100)}" if run.stderr.strip() else ""))
     if processes.gone(client):
@@ -84,7 +84,7 @@ def killport_escalates(ctx):
     run = _killport(function, port)
     finished = time.monotonic()
     terms = specimens.sigterms(ctx.stack, "stubborn-listener")
-    if not processes.gone(server):
+    if processes.wait_gone([server], 0.5):  # a signal takes a moment to land
         raise Fail(f"a listener that ignores SIGTERM still runs after `killport {port}` returned: when SIGTERM "
                    "has not worked after about 2 s, escalate to SIGKILL (kill -9)")
     if not terms:
