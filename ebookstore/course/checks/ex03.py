@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from rq.registry import ScheduledJobRegistry
 
 from ebookstore import queues
-from ebookstore.course.checks.common import Fail, job_outcome, run_worker
+from ebookstore.course.checks.common import Fail, job_outcome, run_worker, short
 
 
 def enqueues_a_json_job_on_default(ctx):
@@ -25,7 +25,7 @@ def enqueues_a_json_job_on_default(ctx):
     except ValueError:
         raise Fail("the job is not JSON: create the Queue with serializer=JSONSerializer") from None
     if data[2] != [2]:
-        raise Fail(f"the job's arguments are {str(data[2])[:80]}: pass the ebook's id, and only the id")
+        raise Fail(f"the job's arguments are {short(data[2], 80)}: pass the ebook's id, and only the id")
 
 
 def price_tag_reads_current_data(ctx):

@@ -55,9 +55,10 @@ def _run(ctx, purchase_id, name, times=1):
     critical = queues.get_queue("critical", ctx.redis)
     jobs = [critical.enqueue(ctx.learner("notify_once"), purchase_id) for _ in range(times)]
     ctx.stack.worker(name, ["critical"], burst=True, simple=times == 1).wait(timeout=10)
-    for job in jobs:
+    for run, job in enumerate(jobs, start=1):
         if job.get_status(refresh=True) != "finished":
-            raise Fail(job_outcome(job, ctx.stack.log(name, 200)))
+            which = f"run {run} of the same purchase: " if times > 1 else ""
+            raise Fail(which + job_outcome(job, ctx.stack.log(name, 200)))
     return [job.return_value() for job in jobs]
 
 
