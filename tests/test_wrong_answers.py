@@ -128,14 +128,23 @@ def both_cores_busy(tmp_path_factory):
             lock.close()
 
 
-@pytest.mark.parametrize("exercise", TIMED_EXERCISES)
-def test_under_load_each_solution_still_passes_in_time(exercise, both_cores_busy):
+def _timed_run(exercise) -> list[str]:
+    """What went wrong grading the solution of `exercise` (a failed check, a check over 3 s, over 5 s in all)."""
     started = time.perf_counter()
     results = grading.run_exercise(exercise, solutions=True)
     took = time.perf_counter() - started
-    assert [(r.name, r.hint) for r in results if not r.passed] == []
-    assert [(r.name, round(r.seconds, 2)) for r in results if r.seconds > 3] == []
-    assert took <= 5, f"{exercise} took {took:.1f} s under load"
+    problems = [f"{r.name}: {r.hint}" for r in results if not r.passed]
+    problems += [f"{r.name}: {r.seconds:.2f} s" for r in results if r.seconds > 3]
+    return problems + ([f"{exercise} took {took:.1f} s in all"] if took > 5 else [])
+
+
+@pytest.mark.parametrize("exercise", TIMED_EXERCISES)
+def test_under_load_each_solution_still_passes_in_time(exercise, both_cores_busy):
+    # On a machine shared with other work a stray spike can slow one run: a second run must then be clean.
+    first = _timed_run(exercise)
+    if first:
+        again = _timed_run(exercise)
+        assert again == [], f"twice in a row under load: {first} then {again}"
 
 
 @pytest.mark.parametrize("entry", [e for e in CATALOGUE if e.check in TIMING_CHECKS], ids=lambda entry: entry.id)

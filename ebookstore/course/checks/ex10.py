@@ -42,7 +42,7 @@ def retries_a_temporary_failure(ctx):
     if job.return_value() != "succeeded on attempt 2":
         raise Fail(f"the job returned {job.return_value()!r}, expected success on its second attempt")
     # Done with the worker: its scheduler would take a second to notice a polite SIGTERM.
-    ctx.stack.stop("worker", timeout=0.2)
+    ctx.stack.stop("worker", timeout=0.05)
     attempts = demo_jobs.attempts(key)  # when each attempt ran
     waited = attempts[1] - attempts[0]
     if waited < 0.9:
