@@ -32,6 +32,9 @@ def purchase_notification(purchase_id: int) -> dict:
     claimed before it is sent, and only one run can hold the claim (claims.py).
     Maildir delivery is idempotent by key as well (mail.deliver), which covers a
     kill between delivering and recording; over SMTP that gap cannot be closed.
+
+    Returns {"purchase_id": purchase_id, "sent": the keys of the emails this run sent}.
+    Raises PermanentError if there is no such purchase.
     """
     settings = Settings.from_env()
     with closing(store.connect(settings.database_path)) as conn:
@@ -51,7 +54,8 @@ def purchase_notification(purchase_id: int) -> dict:
 
 
 def statistics_report(period: str = "daily") -> dict:
-    """Email the sales statistics of the last day or week to the store's reports address."""
+    """Email the sales statistics of the last day or week (period "daily" or "weekly") to the store's reports
+    address; return the report (what reports.sales_statistics returns)."""
     settings = Settings.from_env()
     since, until = reports.period_bounds(period)
     with closing(store.connect(settings.database_path)) as conn:

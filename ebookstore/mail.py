@@ -21,6 +21,7 @@ REPORTS_ADDRESS = "reports@ebookstore.test"
 
 
 def money(cents: int) -> str:
+    """An amount in cents as the emails show it: money(1250) == "$12.50"."""
     return f"${cents / 100:,.2f}"
 
 
@@ -39,6 +40,11 @@ def _email(to: str, subject: str, body: str, key: str) -> EmailMessage:
 
 
 def receipt_email(purchase: dict) -> EmailMessage:
+    """The buyer's receipt for `purchase` (a dict from store.get_purchase or store.buy), to the buyer.
+
+    Returns an EmailMessage (not sent yet: hand it to deliver()); its "X-Ebookstore-Key"
+    header is "purchase-<id>-receipt".
+    """
     return _email(
         purchase["buyer_email"],
         f"Your receipt: {purchase['title']}",
@@ -49,6 +55,11 @@ def receipt_email(purchase: dict) -> EmailMessage:
 
 
 def commission_email(purchase: dict) -> EmailMessage:
+    """The seller's commission email for `purchase` (a dict from store.get_purchase or store.buy), to the seller.
+
+    Returns an EmailMessage (not sent yet: hand it to deliver()); its "X-Ebookstore-Key"
+    header is "purchase-<id>-commission".
+    """
     return _email(
         purchase["seller_email"],
         f"You sold a copy of {purchase['title']}",
@@ -59,6 +70,13 @@ def commission_email(purchase: dict) -> EmailMessage:
 
 
 def ebook_statistics_email(purchase: dict, stats: dict) -> EmailMessage:
+    """The seller's statistics email for the ebook of `purchase`, to the seller.
+
+    `purchase`: a dict from store.get_purchase or store.buy. `stats`: the ebook's figures from
+    reports.ebook_statistics(conn, purchase["ebook_id"]) (title, copies_sold, revenue_cents,
+    commission_cents). Returns an EmailMessage (not sent yet: hand it to deliver()); its
+    "X-Ebookstore-Key" header is "purchase-<id>-statistics".
+    """
     return _email(
         purchase["seller_email"],
         f"Statistics for {stats['title']}",
@@ -69,6 +87,10 @@ def ebook_statistics_email(purchase: dict, stats: dict) -> EmailMessage:
 
 
 def statistics_report_email(period: str, report: dict) -> EmailMessage:
+    """The sales report of `period` ("daily" or "weekly") to the store's reports address.
+
+    `report`: what reports.sales_statistics returns. Returns an EmailMessage (not sent yet).
+    """
     lines = [
         f"{period.capitalize()} report, {report['since']} to {report['until']}",
         f"Total sales: {report['total_sales']} ({money(report['revenue_cents'])})",
@@ -86,7 +108,8 @@ def statistics_report_email(period: str, report: dict) -> EmailMessage:
 
 
 def deliver(message: EmailMessage, settings: Settings, on_sent=None) -> None:
-    """Send one email: by SMTP if `settings.smtp_url` is set, else into the Maildir.
+    """Send one email (an EmailMessage, e.g. from receipt_email): by SMTP if `settings.smtp_url` is set, else into
+    the Maildir under settings.home. Returns nothing; raises if delivery fails (OSError, smtplib.SMTPException).
 
     Maildir delivery is idempotent: the file is named after the email's key, so
     delivering the same email twice leaves one file. (SMTP cannot promise that;

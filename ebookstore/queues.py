@@ -72,6 +72,7 @@ def connect(settings: Settings | None = None) -> Redis:
 
 
 def get_queue(name: str, connection: Redis) -> Queue:
+    """The store's queue `name` on `connection` (a Redis from connect()), with the JSON serializer."""
     return Queue(name, connection=connection, serializer=SERIALIZER)
 
 

@@ -7,7 +7,12 @@ PERIODS = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 
 
 def ebook_statistics(conn, ebook_id: int) -> dict:
-    """Copies sold, revenue and the seller's commission so far for one ebook."""
+    """Copies sold, revenue and the seller's commission so far for one ebook (all purchases, ever).
+
+    `conn`: a connection from store.connect. Returns {"ebook_id", "title", "copies_sold",
+    "revenue_cents", "commission_cents"} — what mail.ebook_statistics_email(purchase, stats)
+    takes as `stats` — or {} if there is no such ebook.
+    """
     row = conn.execute(
         "SELECT e.id AS ebook_id, e.title, COUNT(p.id) AS copies_sold, "
         "COALESCE(SUM(p.price_cents), 0) AS revenue_cents, "
@@ -19,7 +24,10 @@ def ebook_statistics(conn, ebook_id: int) -> dict:
 
 
 def period_bounds(period: str, until: datetime | None = None) -> tuple[str, str]:
-    """The (since, until] window of a 'daily' or 'weekly' report, as ISO strings."""
+    """The (since, until] window of a 'daily' or 'weekly' report, as ISO strings (UTC, milliseconds).
+
+    `until`: an aware datetime (default: now). Raises ValueError for another period.
+    """
     if period not in PERIODS:
         raise ValueError(f"period must be one of {sorted(PERIODS)}, got {period!r}")
     until = until or datetime.now(timezone.utc)
@@ -28,7 +36,13 @@ def period_bounds(period: str, until: datetime | None = None) -> tuple[str, str]
 
 
 def sales_statistics(conn, since: str, until: str, top: int = 3) -> dict:
-    """Total sales, the most popular ebooks and the active sellers in (since, until]."""
+    """Total sales, the most popular ebooks and the active sellers in (since, until] (ISO strings, as
+    period_bounds returns them).
+
+    Returns {"since", "until", "total_sales", "revenue_cents",
+    "popular_ebooks": [{"ebook_id", "title", "copies_sold"}, …] (the `top` most sold, most first),
+    "active_sellers": [{"seller_id", "name", "sales", "commission_cents"}, …] (most sales first)}.
+    """
     window = (since, until)
     total = conn.execute(
         "SELECT COUNT(*) AS purchases, COALESCE(SUM(price_cents), 0) AS revenue_cents "

@@ -97,10 +97,12 @@ class transaction:
 
 
 def users(conn) -> list[dict]:
+    """Every user: {"id", "name", "email", "is_seller"}, by id."""
     return [dict(r) for r in conn.execute("SELECT id, name, email, is_seller FROM users ORDER BY id")]
 
 
 def ebooks(conn) -> list[dict]:
+    """Every ebook: {"id", "title", "price_cents", "seller_id", "seller_name"}, by id (current prices)."""
     rows = conn.execute(
         "SELECT e.id, e.title, e.price_cents, e.seller_id, u.name AS seller_name "
         "FROM ebooks e JOIN users u ON u.id = e.seller_id ORDER BY e.id"
@@ -109,7 +111,12 @@ def ebooks(conn) -> list[dict]:
 
 
 def get_purchase(conn, purchase_id: int) -> dict | None:
-    """A purchase with its ebook, buyer and seller: everything its emails need (None if there is none)."""
+    """A purchase with its ebook, buyer and seller: everything its emails need; None if there is no such id.
+
+    Returns {"id", "buyer_id", "ebook_id", "price_cents", "commission_cents", "created_at", "title",
+    "seller_id", "buyer_name", "buyer_email", "seller_name", "seller_email"}: what mail.receipt_email,
+    mail.commission_email and mail.ebook_statistics_email take as `purchase`.
+    """
     if not valid_id(purchase_id):
         return None
     row = conn.execute(
@@ -149,7 +156,7 @@ def _require_id(value, field: str) -> int:
 
 def buy(conn, buyer_id, ebook_id, *, in_transaction: Callable[[sqlite3.Connection, int], None] | None = None,
         after_commit: Callable[[dict], None] | None = None) -> dict:
-    """Record that `buyer_id` bought `ebook_id`, in one transaction.
+    """Record that `buyer_id` bought `ebook_id`, in one transaction; return the purchase (as get_purchase does).
 
     Raises PurchaseError (nothing written) on bad input. `in_transaction(conn,
     purchase_id)` writes more rows in the same transaction (the outbox).
@@ -183,6 +190,7 @@ def buy(conn, buyer_id, ebook_id, *, in_transaction: Callable[[sqlite3.Connectio
 
 
 def now_iso() -> str:
+    """The current time as the store keeps it: ISO text in UTC with milliseconds (e.g. for created_at, delivered_at)."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 

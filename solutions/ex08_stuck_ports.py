@@ -34,10 +34,10 @@ killport() {
     if [ -z "$pids" ]; then echo "nothing listens on port $port" >&2; return 1; fi
     echo "stopping PID(s) $pids listening on port $port"
     kill $pids                                     # SIGTERM: the polite request
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
+    for _ in 1 2 3 4; do                           # give it about 2 s to exit
+        sleep 0.5
         pids=$(lsof -t -iTCP:"$port" -sTCP:LISTEN 2>/dev/null)
         [ -z "$pids" ] && return 0
-        sleep 0.2
     done
     kill -9 $pids                                  # still there after 2 s: SIGKILL
 }

@@ -8,7 +8,8 @@ and restart of Redis. At the end every purchase has exactly one receipt, one
 commission and one statistics email, and no process is left.
 
 Run the series: `EBOOKSTORE_FAULT_RUNS=10 pytest -s tests/test_fault_injection.py -k kills`
-(each run prints one line of figures; the seed changes per run).
+(each run prints one line of figures; the seed changes per run). The 500-purchase test without
+faults takes 100 s, so `make test` leaves it out: `EBOOKSTORE_LONG_TESTS=1 pytest -s -k 500 tests/test_fault_injection.py`.
 """
 import json
 import os
@@ -185,6 +186,8 @@ def test_no_email_lost_or_duplicated_under_kills(settings, stack, run):
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.skipif(not os.environ.get("EBOOKSTORE_LONG_TESTS"),
+                    reason="100 s: run with EBOOKSTORE_LONG_TESTS=1 (the fault test above covers CI)")
 def test_four_workers_500_purchases_no_duplicates(settings, stack):
     """No fault at all, but several workers, a slow mail provider and 20 clients at once: each email once."""
     settings, _ = start_store(stack, settings, workers=4)

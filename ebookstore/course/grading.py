@@ -19,6 +19,8 @@ import time
 import traceback
 from pathlib import Path
 
+from rq.exceptions import DeserializationError
+
 from ebookstore import queues, store
 from ebookstore.config import PROJECT_ROOT, Settings
 from ebookstore.course import demo_jobs
@@ -63,20 +65,67 @@ class Result:
         return text if self.passed else f"{text}\n    hint: {self.hint}"
 
 
+# What a check's settings turn into in os.environ (Settings.to_env) and what else points a
+# process at a store: while a check runs these describe the check's store, and nothing else.
+ISOLATED_VARIABLES = ("EBOOKSTORE_HOME", "EBOOKSTORE_REDIS_PORT", "EBOOKSTORE_WEB_PORT", "EBOOKSTORE_SMTP_PORT",
+                      "EBOOKSTORE_DATABASE", "EBOOKSTORE_MAIL_DELAY", "EBOOKSTORE_SOLUTIONS",
+                      "EBOOKSTORE_INLINE_EMAILS", "REDIS_URL", "EBOOKSTORE_SMTP_URL", "EBOOKSTORE_DASHBOARD_USER",
+                      "EBOOKSTORE_DASHBOARD_PASSWORD", "EBOOKSTORE_QUEUES")
+
+
 class Context:
-    """What a check gets: the learner's module, settings, a Stack, a Redis connection."""
+    """What a check gets: the learner's module, settings, a Stack, a Redis connection.
+
+    Used as `with context:`, it also points os.environ at the check's own store (state
+    folder, ports, mail settings), so that the learner's code that calls
+    Settings.from_env() in the grader's process works on the check's store too, never on
+    the learner's var/; the environment is restored afterwards, even on error.
+    Assigning `context.settings` (a check that switches to SMTP, say) updates both.
+    """
 
     def __init__(self, exercise: str, module, home: Path, tag: str, root: Path | None = None):
         self.exercise, self.module = exercise, module
-        self.settings = Settings.from_env(
+        self._saved_environment: dict[str, str | None] | None = None
+        self._settings = Settings.from_env(
             home=home, redis_port=processes.free_port(), web_port=processes.free_port(),
-            smtp_port=processes.free_port(), external_redis_url=None, smtp_url=None, mail_delay=0.0,
-            database=None, inline_emails=False,  # the check's own store, whatever the notebook's environment says
-            dashboard_user="tutor", dashboard_password="check-password",
+            smtp_port=processes.free_port(), external_redis_url=None, database=None, smtp_url=None,
+            mail_delay=0.0, inline_emails=False, dashboard_user="tutor", dashboard_password="check-password",
         )
-        self.stack = Stack(self.settings, tag=tag, stop_at_exit=False, cwd=root or PROJECT_ROOT,
+        self.stack = Stack(self._settings, tag=tag, stop_at_exit=False, cwd=root or PROJECT_ROOT,
                            preload=(demo_jobs.__name__,))
         self._redis = None
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._settings = self.stack.settings = settings
+        if self._saved_environment is not None:
+            self._apply_environment()
+
+    def _apply_environment(self) -> None:
+        for key in ISOLATED_VARIABLES:
+            os.environ.pop(key, None)
+        os.environ.update(self._settings.to_env())
+
+    def __enter__(self):
+        self._saved_environment = {key: os.environ.get(key) for key in ISOLATED_VARIABLES}
+        self._apply_environment()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.stack.stop(timeout=2)
+        finally:
+            saved, self._saved_environment = self._saved_environment, None
+            for key, value in (saved or {}).items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        return False
 
     @property
     def redis(self):
@@ -127,17 +176,43 @@ def staged_folder(folder: Path, exercise: str, into: Path) -> Path:
     return into
 
 
+MAX_HINT = 400  # characters: a hint is one to three sentences, never a log
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    """The first non-empty line of `text`, cut at `limit` characters."""
+    line = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _tidy(hint: str) -> str:
+    """A hint as the learner sees it: one line, never empty, never a log."""
+    hint = " ".join(str(hint).split()) if "Traceback" not in hint else _one_line(hint)
+    if len(hint) > MAX_HINT:
+        hint = hint[: MAX_HINT - 1].rstrip() + "…"
+    return hint or "the check failed without saying why: run it again, and tell your tutor if it persists"
+
+
 def _describe(error: BaseException, module) -> str:
     if isinstance(error, Fail):
-        return str(error)
+        return _tidy(str(error))
     if isinstance(error, NotImplementedError):
         frame = traceback.extract_tb(error.__traceback__)[-1]
         return f"`{frame.name}` is not written yet (it raises NotImplementedError)"
+    if isinstance(error, DeserializationError):
+        return ("a job could not be read back with the JSON serializer (DeserializationError): "
+                "create your Queue with serializer=JSONSerializer, as the store's queues are")
+    message = _one_line(error)
+    what = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    if isinstance(error, SyntaxError) and error.lineno:
+        return f"your file does not load: {what} (line {error.lineno} of {Path(error.filename or '?').name})"
+    if module is None:  # importing the learner's file failed
+        return f"your file does not load: {what}"
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         if module is not None and frame.filename == getattr(module, "__file__", None):
             where = f"at line {frame.lineno} of {Path(frame.filename).name}"
-            return f"your code raised {type(error).__name__}: {error} ({where})"
-    return f"the check stopped on {type(error).__name__}: {error}"
+            return f"your code raised {what} ({where})"
+    return f"the check stopped on {what}"
 
 
 def check_name(check) -> str:
@@ -146,13 +221,14 @@ def check_name(check) -> str:
 
 
 def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | None = None,
-                 first: int = 0, starting=None, finished=None) -> list[Result]:
+                 first: int = 0, starting=None, finished=None, only: list[str] | None = None) -> list[Result]:
     """Run every check of `exercise` (from the `first`-th on); never raises for a failing check.
 
     Graded: solutions/ (solutions mode), exercises/, or the exercise files in `folder`
     (default: $EBOOKSTORE_EXERCISES, e.g. a learner's submission, or exercises/).
     `starting(index)` and `finished(result)`, if given, are called as each check starts and ends
-    (to follow and time the checks from another process).
+    (to follow and time the checks from another process). `only`: run just the checks whose
+    function names are listed.
     """
     if exercise not in EXERCISES:
         raise ValueError(f"unknown exercise {exercise!r}: choose from {', '.join(EXERCISES)}")
@@ -176,17 +252,18 @@ def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | No
             except Exception as error:  # a syntax error in the learner's file, say
                 return [Result(exercise, "imports", False, _describe(error, None), 0.0)]
             for index, check in enumerate(CHECKS[exercise][first:], start=first):
+                if only is not None and check.__name__ not in only:
+                    continue
                 if starting:
                     starting(index)
                 context = Context(exercise, module, Path(home) / check.__name__, tag, root)
                 started = time.perf_counter()
                 try:
-                    check(context)
+                    with context:  # the check's own store, in os.environ too, until it ends
+                        check(context)
                     passed, hint = True, ""
                 except Exception as error:
                     passed, hint = False, _describe(error, module)
-                finally:
-                    context.stack.stop(timeout=2)
                 results.append(Result(exercise, check_name(check), passed, hint, time.perf_counter() - started))
                 if finished:
                     finished(results[-1])

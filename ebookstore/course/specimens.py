@@ -1,6 +1,7 @@
-"""Throwaway processes to practise on: each state ps shows (S, R, T, Z), a listener and its client.
+"""Throwaway processes to practise on: each state ps shows (S, R, T, Z), a listener and its client,
+and a process that writes down every SIGTERM it gets (and may ignore it).
 
-Used by notebooks 06 and 08, their exercises' checks and the tests.
+Used by notebooks 06 and 08, the checks of exercises 02, 06, 07 and 08, and the tests.
 
 Each one carries `marker` in its command line (a zombie, which has none left,
 in its name), so `ps aux | grep MARKER` finds exactly these.
@@ -69,7 +70,10 @@ CONNECT = ("import socket, sys, time\n"
 
 
 def listener(stack: Stack, port: int, marker: str = "listener") -> psutil.Process:
-    """A TCP server on 127.0.0.1:`port` that accepts connections and never lets go."""
+    """A TCP server on 127.0.0.1:`port` that accepts connections and never lets go.
+
+    It never answers either: a client without a read timeout waits on it forever.
+    """
     return stack.start(f"listener-{marker}", [sys.executable, "-c", LISTEN, str(port), marker],
                        ready=lambda: port_open(port), port=port)
 
@@ -80,3 +84,43 @@ def client(stack: Stack, port: int, marker: str = "client") -> psutil.Process:
     wait_until(lambda: any(c.raddr and c.raddr.port == port for c in proc.net_connections("tcp")), 5,
                what="the client to connect")
     return proc
+
+
+# Notes each SIGTERM with the time it came (time.monotonic(): one clock for every process of the
+# machine), then exits — or, if told to, ignores it, so that only SIGKILL ends it. With a port it
+# also listens there, like a server that holds a port.
+SIGNAL_LOGGER = ("import signal, socket, sys, time\n"
+                 "port, stubborn = int(sys.argv[1]), sys.argv[2] == 'ignore'\n"
+                 "def on_term(signum, frame):\n"
+                 "    print(f'SIGTERM at {time.monotonic():.3f}', flush=True)\n"
+                 "    if not stubborn:\n"
+                 "        sys.exit(0)\n"
+                 "signal.signal(signal.SIGTERM, on_term)\n"
+                 "clients = []\n"
+                 "if port:\n"
+                 "    server = socket.socket()\n"
+                 "    server.bind(('127.0.0.1', port))\n"
+                 "    server.listen()\n"
+                 "print('ready', flush=True)\n"
+                 "while True:\n"
+                 "    if port:\n"
+                 "        clients.append(server.accept()[0])\n"
+                 "    else:\n"
+                 "        time.sleep(60)\n")
+
+
+def signal_logger(stack: Stack, marker: str, *, stubborn: bool = False, port: int | None = None) -> psutil.Process:
+    """A process that prints "SIGTERM at <monotonic time>" for each SIGTERM it gets; see `sigterms`.
+
+    It exits on SIGTERM, or with `stubborn` ignores it (only SIGKILL stops it then). With
+    `port` it listens on 127.0.0.1:`port` and keeps every connection open.
+    """
+    name = f"signals-{marker}"
+    argv = [sys.executable, "-c", SIGNAL_LOGGER, str(port or 0), "ignore" if stubborn else "exit", marker]
+    return stack.start(name, argv, port=port, ready=lambda: "ready" in stack.log(name))
+
+
+def sigterms(stack: Stack, marker: str) -> list[float]:
+    """When (time.monotonic()) the signal_logger `marker` got each SIGTERM so far."""
+    lines = stack.log(f"signals-{marker}", 50).splitlines()
+    return [float(line.split()[-1]) for line in lines if line.startswith("SIGTERM at ")]

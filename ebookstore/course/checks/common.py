@@ -1,9 +1,18 @@
-"""What the checks of every exercise share: `Fail` and a worker run.
+"""What the checks of every exercise share: `Fail`, a worker run, and how a failure is told.
 
 A check is a function of a `grading.Context` (the learner's module, settings,
 a Stack, a Redis of the check's own) that raises `Fail(hint)` when the
 learner's code is not there yet. Its docstring's first line is its name.
+
+A hint is one to three sentences in the learner's terms. When a worker ran the
+learner's code and the job failed, the hint names the exception the job ended
+with (read from the job's result in Redis), never a log tail or a traceback.
 """
+import re
+import threading
+
+# The last line of a Python traceback: "ValueError: bad id", "redis.exceptions.ConnectionError: …".
+_EXCEPTION_LINE = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b.*)$")
 
 
 class Fail(AssertionError):
@@ -14,3 +23,59 @@ def run_worker(ctx, name="worker"):
     """Run a real non-forking RQ worker until the queues are empty; return its log."""
     ctx.stack.worker(name, burst=True, simple=True).wait(timeout=10)
     return ctx.stack.log(name, 40)
+
+
+def short(text, limit: int = 160) -> str:
+    """`text` on one line, cut at `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def last_error(log: str) -> str | None:
+    """The last exception line in a process's output ("KeyError: 'label'"), or None."""
+    found = [m.group(1) for m in map(_EXCEPTION_LINE.match, log.splitlines()) if m]
+    return short(found[-1]) if found else None
+
+
+def job_error(job) -> str:
+    """The exception a failed job ended with, "Type: message", from its result in Redis."""
+    result = job.latest_result()
+    text = (getattr(result, "exc_string", None) or getattr(job, "exc_info", None) or "").strip()
+    return last_error(text) or short(text.splitlines()[-1]) if text else "an error the worker did not record"
+
+
+def job_outcome(job, log: str = "") -> str:
+    """Why a job did not finish, in a few words: its exception if it failed, else what the worker said."""
+    status = job.get_status(refresh=True)
+    status = getattr(status, "value", status) or "gone"
+    if status == "failed":
+        return f"the job failed in the worker with {job_error(job)}"
+    said = last_error(log)
+    if said:
+        return f"the job is {status}: the worker stopped on {said}"
+    return f"the job is {status} after the worker ran"
+
+
+def call_with_time_limit(func, *args, seconds: float):
+    """(finished, result, error): call `func(*args)` in a thread, waiting at most `seconds`.
+
+    For the learner's code that might wait forever (a socket read without a timeout): the
+    check can then say so instead of hanging. A call that is still waiting goes on in the
+    background until what it waits for goes away (the check stops its processes).
+    """
+    outcome = {}
+
+    def call():
+        try:
+            outcome["value"] = func(*args)
+        except BaseException as error:  # noqa: BLE001 - handed back to the check
+            outcome["error"] = error
+
+    thread = threading.Thread(target=call, daemon=True, name="learner-call")
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        return False, None, None
+    if isinstance(outcome.get("error"), NotImplementedError):
+        raise outcome["error"]  # the stub: the grader says "not written yet"
+    return True, outcome.get("value"), outcome.get("error")

@@ -13,7 +13,7 @@ def measures_durations(ctx):
     if result != 5:
         raise Fail("stopwatch must return what the function returned, and pass on args and kwargs")
     if not 0.15 <= seconds < 0.5:
-        raise Fail(f"a call that sleeps 0.15 s measured {seconds!r} s: use time.perf_counter() before and after")
+        raise Fail(f"a call that sleeps 0.15 s measured {seconds:.4f} s: use time.perf_counter() before and after")
 
 
 def inline_purchase_sends_three_emails(ctx):

@@ -1,12 +1,24 @@
-"""Checks of exercise 02: starting redis-server and an RQ worker from Python."""
+"""Checks of exercise 02: starting redis-server and an RQ worker from Python.
+
+The timeouts are tested for real: `ping` against a server that accepts the
+connection and never answers, `start_redis` with a redis-server that is slow to
+start (it must be waited for) and with one that never answers (it must be given
+up on, and stopped).
+"""
+import stat
 import subprocess
+import sys
 
 import psutil
 
 from ebookstore import queues
-from ebookstore.course.checks.common import Fail
+from ebookstore.course import specimens
+from ebookstore.course.checks.common import Fail, call_with_time_limit, job_outcome, short
 from ebookstore.runtime import processes, redis_server
 from ebookstore.workers import rq_executable
+
+SLOW_START = 0.3  # seconds the slow redis-server takes before it starts listening
+NEVER_ANSWERS = "import time\ntime.sleep(60)\n"  # a "redis-server" that hangs at start-up
 
 
 def _stop(process):
@@ -21,12 +33,31 @@ def _config(client, key: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _script(ctx, name: str, text: str):
+    """An executable file in the check's folder (a stand-in path for the redis-server binary)."""
+    path = ctx.settings.home / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
 def ping_answers_without_hanging(ctx):
     """ping is False where no Redis listens, True where one does"""
     ping = ctx.learner("ping")
     nobody = f"redis://127.0.0.1:{processes.free_port()}/0"
-    if ping(nobody) is not False:
+    finished, answer, error = call_with_time_limit(ping, nobody, seconds=2)
+    if error is not None or (finished and answer is not False):
         raise Fail("ping must return False (not raise) when nothing listens: catch the connection error")
+    port = processes.free_port()
+    specimens.listener(ctx.stack, port, "silent-peer")  # accepts the connection, never answers
+    finished, answer, error = call_with_time_limit(ping, f"redis://127.0.0.1:{port}/0", seconds=2)
+    if not finished:
+        raise Fail("ping still waited 2 s on a server that accepted the connection and never answered: give "
+                   "the client a socket timeout (socket_timeout=…), so that ping gives up and returns False")
+    if error is not None or answer is not False:
+        raise Fail(f"a server that never answers PING is no Redis: ping must return False; it "
+                   f"{'raised ' + type(error).__name__ if error is not None else 'returned ' + repr(answer)}")
     ctx.redis  # starts the check's own Redis
     if ping(ctx.settings.redis_url) is not True:
         raise Fail("ping must return True when a Redis answers PING")
@@ -37,13 +68,16 @@ def starts_redis_safely(ctx):
     start_redis = ctx.learner("start_redis")
     port, data_dir = processes.free_port(), ctx.settings.home / "learner-redis"
     server, _ = redis_server.find()
-    process = start_redis(str(server), port, data_dir)
+    # The real redis-server, slow to start as on a busy machine: start_redis must wait for PING.
+    slow = _script(ctx, "slow-redis-server", f'#!/bin/sh\nsleep {SLOW_START}\nexec "{server}" "$@"\n')
+    process = start_redis(str(slow), port, data_dir)
     try:
         if not isinstance(process, subprocess.Popen):
             raise Fail("return the subprocess.Popen of the redis-server you started")
         pid = processes.listener_pid(port)
         if pid != process.pid:
-            raise Fail(f"nothing you started listens on port {port} once start_redis returns: wait for PING")
+            raise Fail(f"nothing you started listens on port {port} once start_redis returns: a server takes a "
+                       "moment to start, so wait until it answers PING before you return")
         addresses = {c.laddr.ip for c in psutil.Process(pid).net_connections("tcp") if c.status == "LISTEN"}
         if addresses != {"127.0.0.1"}:
             raise Fail(f"redis-server listens on {sorted(addresses)}: bind it to 127.0.0.1 only (--bind)")
@@ -56,6 +90,35 @@ def starts_redis_safely(ctx):
         _stop(process)
 
 
+def start_redis_gives_up_in_time(ctx):
+    """start_redis gives up after its timeout, stops the server and raises TimeoutError"""
+    start_redis = ctx.learner("start_redis")
+    hung = _script(ctx, "hung-redis-server", f"#!{sys.executable}\n{NEVER_ANSWERS}")
+    port, data_dir = processes.free_port(), ctx.settings.home / "hung-redis"
+    finished, process, error = call_with_time_limit(start_redis, str(hung), port, data_dir, 0.5, seconds=2)
+    left = [p for p in ctx.stack.processes() if str(hung) in " ".join(_cmdline(p))]
+    if not finished:
+        raise Fail("with timeout=0.5, start_redis still waited 2 s for a server that never answers: "
+                   "the timeout never fires. Compare time.monotonic() with a deadline set before the loop")
+    if error is None:
+        _stop(process)
+        raise Fail("the server never answered PING, yet start_redis returned: raise TimeoutError once the "
+                   "timeout has passed")
+    if not isinstance(error, TimeoutError):
+        raise Fail(f"start_redis raised {type(error).__name__} ({short(error, 80)}); when the server does not "
+                   "answer in time, raise TimeoutError")
+    if left:
+        raise Fail(f"start_redis gave up but left the server running (PID {left[0].pid}): stop the process "
+                   "you started (process.kill()) before you raise TimeoutError")
+
+
+def _cmdline(proc) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
 def worker_command_runs_a_job(ctx):
     """worker_command starts a worker that runs a JSON job and exits"""
     worker_command = ctx.learner("worker_command")
@@ -65,18 +128,17 @@ def worker_command_runs_a_job(ctx):
         raise Fail("return the command as a list of strings, e.g. [rq, 'worker', …]")
     process = ctx.stack.start("learner-worker", argv)
     try:
-        process.wait(timeout=10)
+        process.wait(timeout=5)
     except psutil.TimeoutExpired:
-        raise Fail("the worker was still running after 10 s: a worker for this job should exit "
+        raise Fail("the worker was still running 5 s later: a worker for this job should exit "
                    "when its queues are empty (--burst)") from None
-    log = ctx.stack.log("learner-worker")
+    log = ctx.stack.log("learner-worker", 200)
     if "DeserializationError" in log or "UnpicklingError" in log or "pickle" in log.lower():
-        raise Fail("the worker could not read the job: the store's queues use the JSON serializer")
-    job.refresh()
-    if job.get_status() != "finished":
-        raise Fail(f"the job is {job.get_status()} after the worker ran; its log ends:\n{log[-400:]}")
+        raise Fail("the worker could not read the job: the store's queues use the JSON serializer (--serializer)")
+    if job.get_status(refresh=True) != "finished":
+        raise Fail(f"{job_outcome(job, log)}: check the queues, the URL and the options of your command")
     if f"{ctx.stack.tag}.ex02" not in log:
         raise Fail("name the worker (--name): the name is how you find it in ps and on the dashboard")
 
 
-CHECKS = [ping_answers_without_hanging, starts_redis_safely, worker_command_runs_a_job]
+CHECKS = [ping_answers_without_hanging, starts_redis_safely, start_redis_gives_up_in_time, worker_command_runs_a_job]

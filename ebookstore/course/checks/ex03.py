@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from rq.registry import ScheduledJobRegistry
 
 from ebookstore import queues
-from ebookstore.course.checks.common import Fail, run_worker
+from ebookstore.course.checks.common import Fail, job_outcome, run_worker, short
 
 
 def enqueues_a_json_job_on_default(ctx):
@@ -18,13 +18,14 @@ def enqueues_a_json_job_on_default(ctx):
     if job.origin != "default":
         raise Fail(f"the job went to queue {job.origin!r}; it belongs on 'default'")
     if not job.func_name.endswith(".price_tag") or job.func_name.startswith("__main__"):
-        raise Fail(f"the job runs {job.func_name!r}: enqueue the price_tag function of the exercise module")
+        raise Fail(f"the job runs {job.func_name!r}: enqueue the price_tag function itself (not the result of "
+                   "calling it), from the exercise module")
     try:
         data = json.loads(zlib.decompress(ctx.redis.hget(job.key, "data")))
     except ValueError:
         raise Fail("the job is not JSON: create the Queue with serializer=JSONSerializer") from None
     if data[2] != [2]:
-        raise Fail(f"the job's arguments are {data[2]!r}: pass the ebook's id, and only the id")
+        raise Fail(f"the job's arguments are {short(data[2], 80)}: pass the ebook's id, and only the id")
 
 
 def price_tag_reads_current_data(ctx):
@@ -35,11 +36,12 @@ def price_tag_reads_current_data(ctx):
     log = run_worker(ctx)
     job.refresh()
     if job.get_status() != "finished":
-        raise Fail(f"the job {job.get_status()} in the worker; the worker's log ends:\n{log[-500:]}")
+        raise Fail(job_outcome(job, log))
     result = job.latest_result().return_value
     if result != "Redis for the Impatient: $42.42":
         raise Fail(f"price_tag(2) returned {result!r}; expected the title and the price at run time, "
-                   "like 'Redis for the Impatient: $42.42'")
+                   "'Redis for the Impatient: $42.42': read them when the job runs, from the store's database "
+                   "at Settings.from_env().database_path")
 
 
 def schedules_a_job(ctx):
@@ -52,9 +54,10 @@ def schedules_a_job(ctx):
         raise Fail("the job must wait in the 'default' queue's ScheduledJobRegistry: use enqueue_in")
     if queue.count:
         raise Fail("a scheduled job must not be in the queue yet")
-    due = registry.get_scheduled_time(job.id)
-    if abs((due - (before + timedelta(seconds=30))).total_seconds()) > 2:
-        raise Fail(f"the job is due at {due:%H:%M:%S}, not 30 s from now")
+    wait = (registry.get_scheduled_time(job.id) - before).total_seconds()
+    if abs(wait - 30) > 2:
+        unit = " (timedelta's first argument is days: name the unit)" if abs(wait - 30 * 86400) < 60 else ""
+        raise Fail(f"the job is due {wait:,.0f} s from now, not 30 s{unit}")
 
 
 CHECKS = [enqueues_a_json_job_on_default, price_tag_reads_current_data, schedules_a_job]

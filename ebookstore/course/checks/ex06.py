@@ -1,9 +1,23 @@
-"""Checks of exercise 06: ps aux | grep, in Python, and the names of process states."""
+"""Checks of exercise 06: ps aux | grep, in Python, and the names of process states.
+
+`grep` finds itself because the pattern is in its own command line. The check
+recreates that: it runs list_processes in a script whose command line holds the
+pattern too, so an answer that does not leave out its own process lists it.
+"""
+import json
 import secrets
+import sys
+
+import psutil
 
 from ebookstore.course import specimens
-from ebookstore.course.checks.common import Fail
+from ebookstore.course.checks.common import Fail, last_error
 from ebookstore.runtime.processes import wait_until
+
+# Runs the learner's list_processes(pattern) with the pattern in its own command line, like grep.
+LISTER = ("import json, sys\n"
+          "from {module} import list_processes\n"
+          "print('ROWS ' + json.dumps(list_processes(sys.argv[1]), default=str), flush=True)\n")
 
 
 def names_states(ctx):
@@ -12,7 +26,11 @@ def names_states(ctx):
     expected = {"R": "running", "S": "sleeping", "T": "stopped", "Z": "zombie", "Ss": "sleeping",
                 "R+": "running", "Sl": "sleeping"}
     for stat, name in expected.items():
-        got = state_name(stat)
+        try:
+            got = state_name(stat)
+        except (KeyError, IndexError, ValueError) as error:
+            raise Fail(f"state_name({stat!r}) raised {type(error).__name__}: only the first letter of STAT is the "
+                       "state; the letters after it are flags (s session leader, + foreground, l threads)") from None
         if got != name:
             raise Fail(f"state_name({stat!r}) returned {got!r}, expected {name!r}: see STATE CODES in `man ps`")
     if "sleep" not in state_name("D") or state_name("D") == "sleeping":
@@ -24,11 +42,27 @@ def lists_matching_processes(ctx):
     marker = f"ex06-{secrets.token_hex(3)}"
     sleeper = specimens.sleeper(ctx.stack, marker)
     specimens.sleeper(ctx.stack, "someone-else")  # must not be listed
-    rows = ctx.learner("list_processes")(marker)
+    ctx.learner("list_processes")
+    lister = ctx.stack.start("lister", [sys.executable, "-c", LISTER.format(module=ctx.module.__name__), marker])
+    try:
+        lister.wait(timeout=5)
+    except psutil.TimeoutExpired:
+        raise Fail("list_processes took over 5 s: measure %CPU over one short interval for all processes "
+                   "together, not one interval per process") from None
+    output = ctx.stack.log("lister", 200)
+    found = [line[5:] for line in output.splitlines() if line.startswith("ROWS ")]
+    if not found:
+        if "NotImplementedError" in output:
+            raise Fail("`list_processes` is not written yet (it raises NotImplementedError)")
+        raise Fail(f"list_processes({marker!r}), run as a script, stopped on {last_error(output) or 'an error'}")
+    rows = json.loads(found[-1])
     pids = sorted(row.get("pid") for row in rows) if isinstance(rows, list) else rows
+    if lister.pid in (pids if isinstance(pids, list) else []):
+        raise Fail(f"list_processes found its own process (PID {lister.pid}), whose command line holds the pattern "
+                   "too, as grep finds itself: leave out os.getpid()")
     if pids != [sleeper.pid]:
         raise Fail(f"list_processes({marker!r}) found PIDs {pids}; only PID {sleeper.pid} runs with "
-                   f"{marker!r} in its command line (and leave out your own process: grep finds itself)")
+                   f"{marker!r} in its full command line")
     row = rows[0]
     missing = {"pid", "cpu", "mem", "stat", "command"} - set(row)
     if missing:
@@ -54,7 +88,8 @@ def shows_each_state(ctx):
             hint = " (a zombie has no command line left: match its name)" if stat == "Z" else ""
             raise Fail(f"PID {proc.pid} (state {stat.strip()}) is missing{hint}")
         if row["stat"][:1] != stat.strip():
-            raise Fail(f"PID {proc.pid} is in state {stat.strip()}, you said {row['stat']!r}: use proc.status()")
+            raise Fail(f"PID {proc.pid} is in state {stat.strip()}, you said {row['stat']!r}: turn proc.status() into "
+                       "the letter ps shows (STATE CODES in `man ps`: stopped is T, not S)")
     if rows[procs["R"].pid]["cpu"] < 20:
         raise Fail(f"a process spinning in a loop shows {rows[procs['R'].pid]['cpu']} %CPU: psutil's "
                    "cpu_percent() returns 0.0 on its first call for a process; measure over an interval")

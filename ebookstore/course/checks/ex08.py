@@ -1,9 +1,32 @@
-"""Checks of exercise 08: the listener of a port, and a killport shell function that spares clients."""
+"""Checks of exercise 08: the listener of a port, and a killport shell function that spares clients.
+
+The listeners here write down each SIGTERM they get, so the checks see the order
+of the signals: one exits on SIGTERM, the other ignores it and must be escalated
+to SIGKILL. A client stays connected to the port throughout: it is the easy
+mistake, since `lsof -ti :PORT` lists it too.
+"""
 import subprocess
+import time
 
 from ebookstore.course import specimens
-from ebookstore.course.checks.common import Fail
+from ebookstore.course.checks.common import Fail, short
 from ebookstore.runtime import processes
+
+
+def _killport(function: str, port: int, timeout: float = 6) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["bash", "-c", f"{function}\nkillport {port}"], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Fail(f"`killport {port}` still ran after {timeout:g} s: give SIGTERM about 2 s, then SIGKILL, "
+                   "then return") from None
+
+
+def _function(ctx) -> str:
+    function = ctx.learner("killport_function")()
+    if not isinstance(function, str) or "killport" not in function:
+        raise Fail("return the text of a bash function named killport")
+    return function
 
 
 def finds_the_listener_only(ctx):
@@ -20,27 +43,58 @@ def finds_the_listener_only(ctx):
                    "end; keep only the connection whose status is LISTEN")
     if got != server.pid:
         raise Fail(f"PID {server.pid} listens on port {port}; you returned {got!r}")
+    # The client's own end of its connection is a port too, one that nobody listens on.
+    own = next(c.laddr.port for c in client.net_connections("tcp") if c.raddr and c.raddr.port == port)
+    got = listener_pid(own)
+    if got is not None:
+        who = "the client's PID" if got == client.pid else "the server's PID" if got == server.pid else repr(got)
+        raise Fail(f"nothing listens on port {own}, the client's own end of its connection, yet you returned {who}: "
+                   "a port that appears in a connection is not a listening port. Keep only the connection whose "
+                   "status is LISTEN")
 
 
 def killport_spares_clients(ctx):
-    """killport PORT stops the listener; its connected client survives"""
-    function = ctx.learner("killport_function")()
-    if not isinstance(function, str) or "killport" not in function:
-        raise Fail("return the text of a bash function named killport")
+    """killport PORT stops the listener with SIGTERM; its connected client survives"""
+    function = _function(ctx)
     port = processes.free_port()
-    server = specimens.listener(ctx.stack, port)
+    server = specimens.signal_logger(ctx.stack, "polite-listener", port=port)
     client = specimens.client(ctx.stack, port)
-    run = subprocess.run(["bash", "-c", f"{function}\nkillport {port}"], capture_output=True, text=True, timeout=5)
-    if not processes.gone(server):
-        raise Fail(f"the listener (PID {server.pid}) still runs after `killport {port}`; stderr: {run.stderr.strip()}")
+    run = _killport(function, port)
+    if processes.wait_gone([server], 0.5):  # a signal takes a moment to land
+        raise Fail(f"the listener (PID {server.pid}) still runs after `killport {port}`"
+                   + (f"; killport said: {short(run.stderr, 100)}" if run.stderr.strip() else ""))
     if processes.gone(client):
         raise Fail("killport also killed a client connected to the port: `lsof -ti :PORT` lists clients too; "
                    "ask for the listener only (-sTCP:LISTEN)")
+    if not specimens.sigterms(ctx.stack, "polite-listener"):
+        raise Fail("killport killed the listener without sending SIGTERM first: a server that gets SIGTERM can "
+                   "finish its requests and exit cleanly; SIGKILL (kill -9) is for one that does not")
     if run.returncode != 0:
         raise Fail(f"killport returned {run.returncode} after stopping the listener: return 0")
-    again = subprocess.run(["bash", "-c", f"{function}\nkillport {port}"], capture_output=True, text=True, timeout=5)
+    again = _killport(function, port)
     if again.returncode == 0 or not again.stderr.strip():
         raise Fail("with nothing listening, killport should say so on stderr and return 1")
 
 
-CHECKS = [finds_the_listener_only, killport_spares_clients]
+def killport_escalates(ctx):
+    """killport escalates to SIGKILL about 2 s after SIGTERM, for a listener that ignores it"""
+    function = _function(ctx)
+    port = processes.free_port()
+    server = specimens.signal_logger(ctx.stack, "stubborn-listener", stubborn=True, port=port)
+    run = _killport(function, port)
+    finished = time.monotonic()
+    terms = specimens.sigterms(ctx.stack, "stubborn-listener")
+    if processes.wait_gone([server], 0.5):  # a signal takes a moment to land
+        raise Fail(f"a listener that ignores SIGTERM still runs after `killport {port}` returned: when SIGTERM "
+                   "has not worked after about 2 s, escalate to SIGKILL (kill -9)")
+    if not terms:
+        raise Fail("killport killed the listener without sending SIGTERM first: SIGTERM, then SIGKILL only if "
+                   "it is still there about 2 s later")
+    if finished - terms[0] < 1.0:
+        raise Fail(f"SIGKILL came {max(0.0, finished - terms[0]):.1f} s after SIGTERM: give the listener about 2 s "
+                   "to finish and exit before you escalate")
+    if run.returncode not in (0, None):
+        raise Fail(f"killport returned {run.returncode} after stopping the listener: return 0")
+
+
+CHECKS = [finds_the_listener_only, killport_spares_clients, killport_escalates]
