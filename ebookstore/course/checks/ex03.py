@@ -2,7 +2,7 @@
 import json
 import zlib
 from contextlib import closing
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from rq.registry import ScheduledJobRegistry
 
