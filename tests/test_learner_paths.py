@@ -50,7 +50,7 @@ def home(request) -> Path:
     path.mkdir(parents=True)
     yield path
     left = [p for p in psutil.process_iter() if processes.environ(p).get(processes.RUN_TAG)
-            and processes.environ(p).get("EBOOKSTORE_HOME", "").startswith(str(path))]
+            and processes.environ(p).get("EBOOKSTORE_HOME", "").startswith(str(path)) and not processes.gone(p)]
     processes.stop(left, timeout=3)
     assert left == [], f"left running: {processes.format_rows(processes.ps_rows(left))}"
 
@@ -84,6 +84,7 @@ def assert_learner_run(nb) -> None:
         assert not [o for o in cell.outputs if o.output_type in ("execute_result", "error")], text
 
 
+@pytest.mark.timeout(400)  # thirteen notebooks: about 110 s
 def test_every_notebook_as_a_learner_beside_ebookstore_up(home, stubs):
     env = learner_env(home, stubs)
     up = subprocess.run([EBOOKSTORE, "up"], env=env, capture_output=True, text=True, timeout=60)
