@@ -5,7 +5,8 @@
 (`check`, the check function's name), the words its hint must contain (`hint`,
 any case: the hint must name the concept), and how the solution becomes the
 wrong answer: `find` (text that occurs exactly once in solutions/exNN_….py) and
-`replace`, or several such pairs under `[[wrong.edits]]`. The graded source
+`replace`, or several such pairs under `[[wrong.edits]]`; and the promise it breaks
+(`promise`, its number in the exercise's map, solutions/promises/exNN.md). The graded source
 starts with a comment saying what is wrong, so a tutor reading one sees it first.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ class WrongAnswer:
     check: str
     hint: tuple[str, ...]
     edits: tuple[tuple[str, str], ...]
+    promise: int | None = None
 
     @property
     def id(self) -> str:
@@ -55,7 +57,7 @@ def load() -> list[WrongAnswer]:
             if "find" in entry:
                 edits.insert(0, (entry["find"], entry["replace"]))
             entries.append(WrongAnswer(path.stem, entry["name"], entry["mistake"], entry["check"],
-                                       tuple(entry["hint"]), tuple(edits)))
+                                       tuple(entry["hint"]), tuple(edits), entry.get("promise")))
     return entries
 
 
