@@ -22,7 +22,6 @@ from ebookstore.credentials import private_home
 from ebookstore.runtime import processes, redis_server
 from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 from ebookstore.runtime.stack import Stack, StartError, new_tag, stop_everything
-from ebookstore.web import dashboard_credentials
 
 UP_PROCESSES = ("redis", "mail", "workers", "cron", "relay", "web")  # in the order they start
 
@@ -53,6 +52,7 @@ def cmd_up(args, settings: Settings) -> int:
         if not tag:
             stack.stop()  # a fresh start that failed leaves nothing behind
         raise
+    from ebookstore.web import dashboard_credentials  # Flask and the dashboard: only `up` needs them
     user, password = dashboard_credentials(settings)
     print(f"ebookstore is up (run tag {stack.tag}); logs in {stack.log_dir}")
     print(f"  store      {settings.web_url}/")
@@ -226,7 +226,7 @@ def cmd_killport(args, settings: Settings) -> int:
 
 
 def cmd_check(args, settings: Settings) -> int:
-    from ebookstore.course.grading import run_cli  # the course's grader, only for this command
+    from ebookstore.course.proctor import run_cli  # the course's grader, only for this command
     return run_cli(args.exercises, solutions=args.solutions or settings.solutions, all_=args.all,
                    folder=args.exercises_folder)
 

@@ -1,4 +1,7 @@
-"""Every grader check fails on the untouched stub and passes on the solution, each within 3 s.
+"""Every grader check fails on the untouched stub and passes on the solution; no check hangs.
+
+How long each check takes (≤ 3 s each, ≤ 5 s an exercise) is measured by `make bench`
+(bench/course.py), not here: on a machine busy with this suite's other tests a time says little.
 
 "The untouched stub" is made from the solution (tests/stubs.py), not read from exercises/: a learner
 who has solved ex04 in their working copy still gets a passing suite. The committed stubs are
@@ -9,11 +12,13 @@ import inspect
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from ebookstore.course import grading
+from ebookstore.course import grading, proctor
 from ebookstore.course.grading import CHECKS
 from tests.stubs import stub_from_solution
 
@@ -60,12 +65,11 @@ def test_every_check_fails_on_the_stub(exercise, tmp_path):
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
-def test_every_check_passes_on_the_solution_within_3_s(exercise):
+def test_every_check_passes_on_the_solution(exercise):
     results = grading.run_exercise(exercise, solutions=True)
     failed = [(r.name, r.hint) for r in results if not r.passed]
     assert failed == []
-    slow = [(r.name, round(r.seconds, 2)) for r in results if r.seconds > 3]
-    assert slow == []
+    assert len(results) == len(CHECKS[exercise])
 
 
 def test_cli_exit_status_follows_the_checks(tmp_path):
@@ -87,15 +91,55 @@ def test_notebook_check_prints_hints_for_learners_and_raises_in_solutions_mode(c
     (tmp_path / "ex01_why_background_jobs.py").write_text(
         stub_from_solution((grading.PROJECT_ROOT / "solutions" / "ex01_why_background_jobs.py").read_text()))
     monkeypatch.setenv("EBOOKSTORE_EXERCISES", str(tmp_path))
-    assert grading.check("ex01", solutions=False) is False  # a learner sees hints, not a traceback
-    assert "hint:" in capsys.readouterr().out
-    # Grade the stub as if it were the solution: in solutions mode a ✗ must fail the notebook run.
-    real = grading.exercise_module
-    monkeypatch.setattr(grading, "exercise_module",
-                        lambda exercise, solutions, root=None:
-                        real(exercise, False, grading.staged_folder(tmp_path, exercise, tmp_path / "staged")))
+    assert proctor.check("ex01", solutions=False) is False  # a learner sees hints, not a traceback
+    out = capsys.readouterr().out
+    assert "hint:" in out and out.rstrip().splitlines()[-1].startswith("Not yet:")
+    # In solutions mode a ✗ must fail the notebook run: here the solutions' checks get no time at all.
     with pytest.raises(AssertionError):
-        grading.check("ex01", solutions=True)
+        proctor.check("ex12", solutions=True, timeout=0.01)
+    assert "did not finish within 0.01 s" in capsys.readouterr().out
+
+
+HANGING = """
+import os, signal, socket, subprocess, time
+
+def stopwatch(func, *args, **kwargs):
+    \"\"\"Deaf to SIGINT and SIGTERM, forks a child into a session of its own, then loops forever.\"\"\"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    subprocess.Popen(["sleep", "313.75"], start_new_session=True)
+    while True:
+        pass
+
+def inline_purchase(conn, settings, buyer_id, ebook_id):
+    \"\"\"Waits for a peer that never speaks: a socket read without a timeout.\"\"\"
+    server = socket.create_server(("127.0.0.1", 0))
+    peer = socket.create_connection(server.getsockname())
+    return peer.recv(1)
+"""
+
+
+def _sleepers():
+    return [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == ["313.75"]]
+
+
+def test_a_check_never_hangs_whatever_the_learners_code_does(capsys, monkeypatch, tmp_path):
+    (tmp_path / "ex01_why_background_jobs.py").write_text(HANGING)
+    monkeypatch.setenv("EBOOKSTORE_EXERCISES", str(tmp_path))
+    started = time.monotonic()
+    assert proctor.check("ex01", solutions=False, timeout=2) is False
+    seconds = time.monotonic() - started
+    lines = capsys.readouterr().out.splitlines()
+    marks = [line for line in lines if line.startswith(("✓", "✗"))]
+    assert len(marks) == len(CHECKS["ex01"]) and all(m.startswith("✗") for m in marks), lines
+    assert sum("did not finish within 2 s" in line for line in lines) == len(CHECKS["ex01"]), lines
+    assert seconds < len(CHECKS["ex01"]) * (2 + 5), f"three checks of 2 s each took {seconds:.1f} s"
+    assert _sleepers() == [], "the learner's child in a session of its own is still running"
+    # The terminal says the same, and ends with the same summary line as the notebook.
+    run = subprocess.run([EBOOKSTORE, "check", "ex01", "--exercises", str(tmp_path)], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "EBOOKSTORE_CHECK_TIMEOUT": "2"})
+    assert run.returncode == 1 and run.stdout.count("did not finish within 2 s") == len(CHECKS["ex01"]), run.stdout
+    assert run.stdout.rstrip().splitlines()[-1].startswith("Not yet:") and _sleepers() == []
 
 
 def grade_source(tmp_path, monkeypatch, exercise, source):

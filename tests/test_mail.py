@@ -23,7 +23,7 @@ def test_delay_plays_a_slow_provider(settings):
     slow = settings.replace(mail_delay=0.2)
     started = time.perf_counter()
     mail.deliver(mail.receipt_email(purchase()), slow)
-    assert 0.2 <= time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started >= 0.2  # the delay is played (an upper bound would time the machine)
 
 
 def test_smtp_delivery_through_the_mail_catcher(settings, stack):

@@ -5,6 +5,8 @@ import sys
 import time
 from contextlib import closing
 
+import pytest
+
 from ebookstore import claims, jobs, mail, outbox, queues, store
 from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
@@ -14,6 +16,7 @@ def keys_of(settings, purchase_id):
     return sorted(m["key"] for m in mail.outbox(settings) if m["key"].startswith(f"purchase-{purchase_id}-"))
 
 
+@pytest.mark.solo  # a recovery time is the claim: measured alone, not beside the parallel tests
 def test_a_killed_workers_job_is_completed_by_another_within_20_s(settings, stack, redis):
     slow = settings.replace(mail_delay=1.0)  # the job takes 3 s: time to kill it halfway
     stack.settings = slow

@@ -1,6 +1,5 @@
 """The web app: JSON API, purchase flow, dashboard behind basic auth (a real Redis)."""
 import base64
-import time
 
 import pytest
 
@@ -29,14 +28,13 @@ def test_lists_seeded_ebooks_and_users(client):
 
 
 def test_purchase_answers_201_and_enqueues_its_job(client, redis):
-    started = time.perf_counter()
     response = client.post("/api/purchases", json={"buyer_id": 2, "ebook_id": 4})
-    elapsed = time.perf_counter() - started
     assert response.status_code == 201
     body = response.json
     assert body["ebook_id"] == 4 and body["buyer_id"] == 2 and len(body["jobs"]) == 1
+    # Answered with its job still queued, not run: the buyer never waits for the mail provider.
+    # (How much faster that is, side by side with sending inline: bench/latency.py, `make bench`.)
     assert queues.get_queue("critical", redis).job_ids == body["jobs"]
-    assert elapsed < 0.5
     assert client.get(f"/api/purchases/{body['id']}").json["title"] == "The Little Book of Queues"
     assert client.get("/api/purchases/999").status_code == 404
 

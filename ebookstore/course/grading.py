@@ -1,6 +1,8 @@
-"""The grader: `check("ex04")` in a notebook, `ebookstore check ex04 [--solutions]` in a shell.
+"""The grader: the checks of every exercise, and how one exercise is graded (`run_exercise`).
 
-Each exercise has a list of checks (ebookstore/course/checks/exNN.py). A check runs
+The learner meets it as `check("ex04")` in a notebook and `ebookstore check ex04 [--solutions]` in
+a shell; both go through the proctor (proctor.py), which runs `run_exercise` in a child process
+and gives every check a time limit. Each exercise has a list of checks (ebookstore/course/checks/exNN.py). A check runs
 the learner's code for real — a Redis of its own on a free port, real worker
 processes, the real store and Maildir in a throwaway state folder — and either
 passes or raises `Fail` with a hint that teaches without giving the answer.
@@ -273,42 +275,3 @@ def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | No
             else:
                 os.environ[processes.RUN_TAG] = previous_tag
     return results
-
-
-def check(*exercises: str, solutions: bool | None = None) -> bool:
-    """Grade exercises in a notebook: one ✓/✗ line per check.
-
-    In solutions mode (EBOOKSTORE_SOLUTIONS=1) a ✗ raises, so that a notebook
-    run fails; for a learner it only prints the hints.
-    """
-    solutions = Settings.from_env().solutions if solutions is None else solutions
-    results = [r for exercise in exercises for r in run_exercise(exercise, solutions)]
-    for result in results:
-        print(result.line())
-    passed = all(r.passed for r in results)
-    print(("All checks pass." if passed else "Not yet: read the hints above, edit the exercise file, run the check again.")
-          + f" ({sum(r.seconds for r in results):.1f} s)")
-    if solutions and not passed:
-        raise AssertionError("a check failed in solutions mode")
-    return passed
-
-
-def run_cli(exercises: list[str], solutions: bool, all_: bool = False, folder: Path | None = None) -> int:
-    """`ebookstore check`: exit status 0 only when every check passes."""
-    chosen = exercises or list(EXERCISES)
-    failed = 0
-    summary = []
-    for exercise in chosen:
-        results = run_exercise(exercise, solutions, folder)
-        ok = sum(r.passed for r in results)
-        failed += len(results) - ok
-        summary.append((exercise, ok, len(results)))
-        if not all_:
-            for result in results:
-                print(result.line())
-    if all_ or len(chosen) > 1:
-        print("progress:")
-        for exercise, ok, total in summary:
-            mark = "✓" if ok == total else "✗"
-            print(f"  {mark} {exercise} {EXERCISES[exercise]:<38} {ok}/{total} checks")
-    return 1 if failed else 0

@@ -25,7 +25,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegi
 
 from ebookstore import queues
 from ebookstore.config import Settings
-from ebookstore.course import demo_jobs, grading
+from ebookstore.course import demo_jobs, proctor
 from ebookstore.runtime import processes, redis_server
 from ebookstore.runtime.stack import Stack, new_tag, stop_redis_last
 
@@ -106,8 +106,8 @@ def clean_up(stack: Stack) -> None:
 
 
 def check(*exercises: str, solutions: bool | None = None) -> None:
-    """Grade exercises: one ✓/✗ line per check, with hints (see grading.check). Prints only."""
-    grading.check(*exercises, solutions=solutions)
+    """Grade exercises: one ✓/✗ line per check, with hints, each check within a time limit (see proctor.check)."""
+    proctor.check(*exercises, solutions=solutions)
 
 
 @contextlib.contextmanager

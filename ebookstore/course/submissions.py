@@ -2,10 +2,11 @@
 
 A submission is one learner's exercise files (exNN_topic.py, named as in exercises/): a folder
 (a copy of their exercises/, an unpacked zip, a clone of their fork) or a .zip file. Each exercise
-is graded in a child process of its own (`python -m ebookstore.course.submissions EXERCISE FOLDER
-FIRST`) that reports every check as a JSON line. A check still running after the timeout has the
-child's whole process tree stopped — found by the run tag that every process it started inherits,
-the learner's own forks included — and is marked "timed out"; grading goes on with the next check.
+is graded by the proctor (ebookstore/course/proctor.py), as a learner's own check is: in a child
+process of its own that reports every check as a JSON line. A check still running after the timeout
+has the child's whole process tree stopped — found by the run tag that every process it started
+inherits, the learner's own forks included — and is marked "did not finish"; grading goes on with
+the next check. A few exercises of one submission are graded at once.
 
 Grading runs the learner's code, with the rights of whoever grades: grade as an unprivileged user.
 """
@@ -15,23 +16,17 @@ import csv
 import dataclasses
 import io
 import json
-import os
-import queue
-import secrets
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from xml.etree import ElementTree
 
-from ebookstore.course import grading
-from ebookstore.runtime import processes
+from ebookstore.course import grading, proctor
 
 DEFAULT_TIMEOUT = 30.0  # seconds one check may take
+EXERCISES_AT_ONCE = 3  # per submission: most of a check is waiting (for processes, signals, retries)
 FILES = {f"{module}.py": exercise for exercise, module in grading.EXERCISES.items()}
 
 
@@ -60,117 +55,9 @@ def exercise_folder(path: Path, unpack_into: Path) -> Path:
 
 
 def grade_exercise(submission: str, folder: Path, exercise: str, timeout: float) -> list[Mark]:
-    """Every check of `exercise` on `folder`, each one within `timeout` seconds."""
-    names = [grading.check_name(check) for check in grading.CHECKS[exercise]]
-    marks: list[Mark] = []
-    first = 0
-    while first < len(names):
-        first = _grade_from(submission, folder, exercise, timeout, names, first, marks)
-    return marks
-
-
-def _grade_from(submission, folder, exercise, timeout, names, first, marks) -> int:
-    """Run one child from check `first` on; add its marks; return the index of the next check to grade."""
-    prefix = f"grade-{secrets.token_hex(4)}"
-    env = {k: v for k, v in os.environ.items() if k not in ("EBOOKSTORE_SOLUTIONS", "EBOOKSTORE_EXERCISES")}
-    env.update({processes.RUN_TAG: prefix, "EBOOKSTORE_TEST_TAG_PREFIX": prefix, "PYTHONUNBUFFERED": "1"})
-    # The child reports on a pipe of its own: what the learner's code prints (to a file here) can't pass for it.
-    report_r, report_w = os.pipe()
-    with tempfile.TemporaryFile("w+") as output:
-        child = subprocess.Popen([sys.executable, "-m", __name__, exercise, str(folder), str(first), str(report_w)],
-                                 env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, pass_fds=(report_w,))
-        os.close(report_w)
-        lines: queue.Queue = queue.Queue()
-        reader = os.fdopen(report_r)
-        threading.Thread(target=lambda: [lines.put(line) for line in reader] + [lines.put(None)], daemon=True).start()
-        running, started = first, time.monotonic()
-        try:
-            while True:
-                try:
-                    line = lines.get(timeout=max(0.0, started + timeout - time.monotonic()))
-                except queue.Empty:  # the check ran out of time: stop everything the child started
-                    if running >= len(names):  # all checks done, but the child would not exit
-                        return len(names)
-                    marks.append(Mark(submission, exercise, names[running], False,
-                                      f"timed out after {timeout:g} s: look for a loop that never ends or a wait "
-                                      "without a timeout", timeout))
-                    return running + 1
-                if line is None:  # the child is done (or died)
-                    try:
-                        child.wait(5)
-                    except subprocess.TimeoutExpired:
-                        pass
-                    if running < len(names):
-                        output.seek(0)
-                        last = " ".join(output.read().strip().splitlines()[-2:]) or f"exit status {child.returncode}"
-                        marks += [Mark(submission, exercise, name, False, f"the grader stopped: {last[:300]}", 0.0)
-                                  for name in names[running:]]
-                    return len(names)
-                message = _message(line)
-                if message is None:
-                    continue
-                if "start" in message:
-                    running, started = int(message["start"]), time.monotonic()
-                    continue
-                result = message["result"]
-                if result["name"] in ("submitted", "imports"):  # no module to grade: every check says why
-                    marks += [Mark(submission, exercise, name, False, result["hint"], 0.0) for name in names]
-                    running = len(names)
-                else:
-                    marks.append(Mark(submission, exercise, result["name"], bool(result["passed"]), result["hint"],
-                                      round(float(result["seconds"]), 2)))
-                    running += 1
-        finally:
-            _stop_tree(prefix, child.pid)
-            reader.close()
-
-
-def _message(line: str) -> dict | None:
-    """A report line of the child: {"start": index} or {"result": {name, passed, hint, seconds, …}}."""
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(message, dict):
-        return None
-    if isinstance(message.get("start"), int):
-        return message
-    result = message.get("result")
-    if isinstance(result, dict) and {"name", "passed", "hint", "seconds"} <= set(result):
-        return message
-    return None
-
-
-def _stop_tree(prefix: str, child: int) -> None:
-    """Stop every process of one child's run: the child, workers, Redis, the learner's own forks.
-
-    Found three ways, so that one which changed its environment or left the session is still found:
-    the run tag the child's processes inherit, the child's descendants, the child's session. SIGKILL
-    at once (a timed-out check gets no grace), and again for any process forked in between.
-    """
-    for _ in range(5):
-        found = {}
-        for proc in processes.psutil.process_iter():
-            try:
-                if (processes.environ(proc).get(processes.RUN_TAG, "").startswith(prefix) or proc.pid == child
-                        or os.getsid(proc.pid) == child):
-                    found[proc.pid] = proc
-            except (OSError, processes.psutil.Error):
-                continue
-        try:
-            found.update({p.pid: p for p in processes.psutil.Process(child).children(recursive=True)})
-        except processes.psutil.Error:
-            pass
-        found = {pid: p for pid, p in found.items() if not processes.gone(p)}
-        if not found:
-            return
-        for proc in found.values():
-            try:
-                proc.kill()
-            except processes.psutil.Error:
-                pass
-        processes.wait_gone(list(found.values()), 2)
+    """Every check of `exercise` on `folder`, each one within `timeout` seconds (see proctor)."""
+    return [Mark(submission, r.exercise, r.name, r.passed, r.hint, round(r.seconds, 2))
+            for r in proctor.grade_exercise(exercise, folder, timeout)]
 
 
 def grade_submission(path: Path, exercises: list[str], timeout: float, name: str | None = None) -> list[Mark]:
@@ -181,7 +68,10 @@ def grade_submission(path: Path, exercises: list[str], timeout: float, name: str
         except (zipfile.BadZipFile, OSError) as error:
             return [Mark(name, e, grading.check_name(c), False, f"the submission cannot be read: {error}", 0.0)
                     for e in exercises for c in grading.CHECKS[e]]
-        return [mark for exercise in exercises for mark in grade_exercise(name, folder, exercise, timeout)]
+        # Exercises are independent (a store, a Redis, ports of their own per check): grade a few at once.
+        with ThreadPoolExecutor(max_workers=EXERCISES_AT_ONCE) as pool:
+            graded = pool.map(lambda exercise: grade_exercise(name, folder, exercise, timeout), exercises)
+            return [mark for marks in graded for mark in marks]
 
 
 def grade(paths: list[Path], exercises: list[str], timeout: float = DEFAULT_TIMEOUT, jobs: int = 1) -> list[Mark]:
@@ -280,23 +170,3 @@ def run_cli(paths: list[str], only: str | None, timeout: float, jobs: int, as_js
     text = stdout if stdout is not None else table(marks)
     print(text, end="" if text.endswith("\n") else "\n")
     return 0
-
-
-def _child(exercise: str, folder: str, first: int, report_fd: int) -> None:
-    """Grade one exercise of one submission from check `first` on; one JSON line per event on `report_fd`."""
-    report = os.fdopen(report_fd, "w")
-
-    def emit(**message):
-        report.write(json.dumps(message) + "\n")
-        report.flush()
-    sent = []
-    results = grading.run_exercise(exercise, solutions=False, folder=Path(folder), first=first,
-                                   starting=lambda index: emit(start=index),
-                                   finished=lambda result: sent.append(emit(result=dataclasses.asdict(result))))
-    if not sent:  # the file is missing or does not import: one result says why
-        for result in results:
-            emit(result=dataclasses.asdict(result))
-
-
-if __name__ == "__main__":
-    _child(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
