@@ -23,7 +23,7 @@ def _is_price_tag_of(ctx, job, ebook_id, what="the job"):
 
 
 def enqueues_a_json_job_on_default(ctx):
-    """enqueue_price_tag puts price_tag(ebook_id) on "default", as JSON, one job per call"""
+    """enqueue_price_tag puts price_tag(ebook_id) on "default", as JSON"""
     enqueue_price_tag = ctx.learner("enqueue_price_tag")
     first, second = enqueue_price_tag(ctx.redis, 2), enqueue_price_tag(ctx.redis, 3)
     if first is not None and second is not None and getattr(first, "id", 1) == getattr(second, "id", 2):
