@@ -13,8 +13,9 @@ def start_redis(server: str, port: int, data_dir: Path, timeout: float = 10.0) -
     """Start `server` (a redis-server binary) and return its process once it answers PING.
 
     It must listen on 127.0.0.1 only, on `port`, keep its files in `data_dir`
-    and use append-only persistence. If it does not answer within `timeout`
-    seconds, stop it and raise TimeoutError.
+    (create the folder if it is missing) and use append-only persistence.
+    Return as soon as it answers (ask again every few hundredths of a second).
+    If it does not answer within `timeout` seconds, stop it and raise TimeoutError.
     """
     raise NotImplementedError  # your code here
 
@@ -24,11 +25,14 @@ def ping(redis_url: str) -> bool:
     raise NotImplementedError  # your code here
 
 
-def worker_command(rq: str, redis_url: str, queues: list[str], name: str) -> list[str]:
+def worker_command(rq: str, queues: list[str], name: str) -> list[str]:
     """The command line (a list) of an RQ worker that exits once its queues are empty.
 
     `rq` is the path of the rq command; the worker reads `queues` in that
-    order from `redis_url`, is called `name`, and reads jobs with the JSON
-    serializer (the store's queues are JSON, not pickle).
+    order (all of them first to last: the first has priority), is called
+    `name`, and reads jobs with the JSON serializer (the store's queues are
+    JSON, not pickle). Where Redis is, password included, the worker reads
+    from RQ_REDIS_URL in its environment: never put the URL on the command
+    line, where `ps` shows it to every user.
     """
     raise NotImplementedError  # your code here

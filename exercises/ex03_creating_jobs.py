@@ -28,10 +28,14 @@ def price_tag(ebook_id: int) -> str:
 
 
 def enqueue_price_tag(redis: Redis, ebook_id: int) -> Job:
-    """Enqueue `price_tag(ebook_id)` on the "default" queue, JSON-serialized; return the job."""
+    """Enqueue `price_tag(ebook_id)` on the "default" queue, JSON-serialized; return the job (a new one each call)."""
     raise NotImplementedError  # your code here
 
 
 def schedule_price_tag(redis: Redis, ebook_id: int, seconds: float) -> Job:
-    """Like enqueue_price_tag, but the job is to run `seconds` from now (Sidekiq's perform_in)."""
+    """Like enqueue_price_tag, but the job is to run `seconds` from now (Sidekiq's perform_in).
+
+    "From now" holds on any machine: RQ reads a naive datetime as local time, so
+    give it a timedelta (enqueue_in) or an aware datetime, never datetime.utcnow().
+    """
     raise NotImplementedError  # your code here

@@ -9,9 +9,10 @@ from ebookstore.config import Settings
 
 
 def stopwatch(func, *args, **kwargs) -> tuple[object, float]:
-    """Call `func(*args, **kwargs)` and return (its result, the seconds it took).
+    """Call `func(*args, **kwargs)` and return the tuple (its result, the seconds it took).
 
-    Use a monotonic clock made for measuring durations.
+    Use a monotonic clock made for measuring durations (time.perf_counter):
+    the wall clock (time.time) jumps when the computer's clock is set.
     """
     started = time.perf_counter()
     result = func(*args, **kwargs)
@@ -22,9 +23,10 @@ def inline_purchase(conn, settings: Settings, buyer_id: int, ebook_id: int) -> d
     """Chapter III's purchase: record it, then send its three emails before returning.
 
     Record the purchase with `store.buy`, then deliver the receipt, the
-    commission email and the ebook statistics email with `mail.deliver`
-    (builders are in ebookstore.mail, the statistics in ebookstore.reports).
-    Return the purchase. The buyer waits for every email: that is the problem.
+    commission email and the ebook statistics email with `mail.deliver` and the
+    settings given (builders are in ebookstore.mail, the statistics in
+    ebookstore.reports: read them after the purchase is recorded, so that they
+    count it). Return the purchase. The buyer waits for every email: that is the problem.
     """
     purchase = store.buy(conn, buyer_id, ebook_id)
     stats = reports.ebook_statistics(conn, ebook_id)

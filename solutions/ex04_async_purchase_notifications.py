@@ -18,8 +18,10 @@ def purchase_notification(purchase_id: int) -> list[str]:
     """The job (Sidekiq's PurchaseNotificationJob): send every email of one purchase.
 
     Load the purchase by id (store.get_purchase), deliver the receipt, the
-    commission email and the ebook statistics email (ebookstore.mail), and
-    return the three emails' "X-Ebookstore-Key" headers.
+    commission email and the ebook statistics email (ebookstore.mail; the
+    statistics read now, so that they count this purchase), and return the
+    three emails' "X-Ebookstore-Key" headers. Let a delivery error reach the
+    worker: the job then fails, and RQ can retry it.
     """
     settings = Settings.from_env()
     with closing(store.connect(settings.database_path)) as conn:
@@ -45,6 +47,10 @@ def buy(conn, redis: Redis, buyer_id: int, ebook_id: int) -> dict:
 
 
 def schedule_statistics_report(redis: Redis, period: str, at: datetime) -> Job:
-    """Schedule Sidekiq's StatisticsReportJob: ebookstore.jobs.statistics_report(period) at `at`, on "low"."""
+    """Schedule Sidekiq's StatisticsReportJob: ebookstore.jobs.statistics_report(period) at `at`, on "low".
+
+    JSON-serialized, like every store queue. `at` is an aware datetime, in any time zone: keep its zone
+    (RQ reads a naive datetime as the machine's local time).
+    """
     from ebookstore import jobs
     return Queue("low", connection=redis, serializer=JSONSerializer).enqueue_at(at, jobs.statistics_report, period)

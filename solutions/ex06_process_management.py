@@ -17,7 +17,7 @@ def state_name(stat: str) -> str:
     """The name of a process state from the first letter of ps's STAT column.
 
     "R" → "running", "S" → "sleeping", "D" → "uninterruptible sleep", "T" → "stopped",
-    "Z" → "zombie" (also "Ss", "R+", "Sl": only the first letter counts).
+    "Z" → "zombie" (also "Ss", "R+", "Sl", "S<", "RN": only the first letter counts).
     """
     return _STATES[stat[0]]
 
@@ -31,6 +31,8 @@ def list_processes(pattern: str) -> list[dict]:
     {"pid": int, "cpu": float (%CPU, measured over a short interval),
      "mem": float (%MEM), "stat": str (the STAT letter, as ps shows it),
      "command": str (the full command line)}.
+    Processes come and go while you look: one that ends meanwhile is left
+    out, without an error (psutil raises NoSuchProcess for it).
     """
     regex, me = re.compile(pattern), os.getpid()
     letters = {psutil.STATUS_RUNNING: "R", psutil.STATUS_SLEEPING: "S", psutil.STATUS_DISK_SLEEP: "D",

@@ -8,8 +8,11 @@ A hint is one to three sentences in the learner's terms. When a worker ran the
 learner's code and the job failed, the hint names the exception the job ended
 with (read from the job's result in Redis), never a log tail or a traceback.
 """
+import contextlib
+import os
 import re
 import threading
+import time
 
 # The last line of a Python traceback: "ValueError: bad id", "redis.exceptions.ConnectionError: …".
 _EXCEPTION_LINE = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b.*)$")
@@ -79,3 +82,45 @@ def call_with_time_limit(func, *args, seconds: float):
     if isinstance(outcome.get("error"), NotImplementedError):
         raise outcome["error"]  # the stub: the grader says "not written yet"
     return True, outcome.get("value"), outcome.get("error")
+
+
+@contextlib.contextmanager
+def local_time_zone(name: str = "America/Los_Angeles"):
+    """Run the learner's code with the machine's local time zone set to `name` (not UTC).
+
+    A naive datetime (datetime.now(), datetime.utcnow()) means local time to RQ: code that
+    mixes up UTC and local time is right on a UTC machine by luck only. Restored afterwards.
+    """
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+def delivered_emails(settings) -> dict[str, "EmailMessage"]:
+    """Every email in the check's Maildir, by its "X-Ebookstore-Key" header (what the outbox lists, with bodies)."""
+    from ebookstore import mail
+    return {m["X-Ebookstore-Key"]: m for m in mail.maildir(settings)}
+
+
+def body(message) -> str:
+    """The text of an email from delivered_emails."""
+    payload = message.get_payload(decode=True) if not message.is_multipart() else b""
+    return (payload or b"").decode(errors="replace")
+
+
+def job_data(redis, job) -> list | None:
+    """The job as stored in Redis, decoded as JSON ([func name, instance, args, kwargs]), or None if it is not JSON."""
+    import json
+    import zlib
+    try:
+        return json.loads(zlib.decompress(redis.hget(job.key, "data")))
+    except (ValueError, TypeError, zlib.error):
+        return None

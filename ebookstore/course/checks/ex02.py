@@ -8,6 +8,7 @@ up on, and stopped).
 import stat
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -70,7 +71,15 @@ def starts_redis_safely(ctx):
     server, _ = redis_server.find()
     # The real redis-server, slow to start as on a busy machine: start_redis must wait for PING.
     slow = _script(ctx, "slow-redis-server", f'#!/bin/sh\nsleep {SLOW_START}\nexec "{server}" "$@"\n')
-    process = start_redis(str(slow), port, data_dir)
+    finished, process, error = call_with_time_limit(start_redis, str(slow), port, data_dir, 5.0, seconds=2.5)
+    if not finished:
+        raise Fail(f"a redis-server that answers after {SLOW_START} s kept start_redis (timeout=5) waiting over 2.5 s: "
+                   "ask it for PING every few hundredths of a second and return as soon as it answers")
+    if error is not None:
+        if not data_dir.is_dir():
+            raise Fail(f"data_dir ({data_dir.name}) did not exist, and redis-server cannot keep its files in a folder "
+                       "that is not there: create it first (data_dir.mkdir(parents=True, exist_ok=True))")
+        raise error
     try:
         if not isinstance(process, subprocess.Popen):
             raise Fail("return the subprocess.Popen of the redis-server you started")
@@ -120,13 +129,19 @@ def _cmdline(proc) -> list[str]:
 
 
 def worker_command_runs_a_job(ctx):
-    """worker_command starts a worker that runs a JSON job and exits"""
+    """worker_command starts a worker that runs JSON jobs from its queues in order and exits"""
     worker_command = ctx.learner("worker_command")
-    job = queues.get_queue("low", ctx.redis).enqueue("ebookstore.reports.period_bounds", "weekly")
-    argv = worker_command(rq_executable(), ctx.settings.redis_url, ["critical", "low"], f"{ctx.stack.tag}.ex02")
+    order = ["default", "low", "critical"]  # neither sorted nor reversed: only the given order passes
+    jobs = {name: queues.get_queue(name, ctx.redis).enqueue("ebookstore.reports.period_bounds", "weekly")
+            for name in reversed(order)}  # the last queue's job is the oldest
+    argv = worker_command(rq_executable(), list(order), f"{ctx.stack.tag}.ex02")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise Fail("return the command as a list of strings, e.g. [rq, 'worker', …]")
-    process = ctx.stack.start("learner-worker", argv)
+    password = urlsplit(ctx.settings.redis_url).password or "\0"
+    if any("redis://" in a or password in a for a in argv):
+        raise Fail("the command line holds the Redis URL and its password, which `ps` shows to every user: leave "
+                   "it out, `rq worker` reads the URL from RQ_REDIS_URL in its environment")
+    process = ctx.stack.start("learner-worker", argv)  # with RQ_REDIS_URL in its environment
     try:
         process.wait(timeout=5)
     except psutil.TimeoutExpired:
@@ -135,10 +150,17 @@ def worker_command_runs_a_job(ctx):
     log = ctx.stack.log("learner-worker", 200)
     if "DeserializationError" in log or "UnpicklingError" in log or "pickle" in log.lower():
         raise Fail("the worker could not read the job: the store's queues use the JSON serializer (--serializer)")
-    if job.get_status(refresh=True) != "finished":
-        raise Fail(f"{job_outcome(job, log)}: check the queues, the URL and the options of your command")
+    for job in jobs.values():
+        job.refresh()
+        if job.get_status() != "finished":
+            raise Fail(f"{job_outcome(job, log)} (queue {job.origin}): give the worker every queue, and check "
+                       "the options of your command")
     if f"{ctx.stack.tag}.ex02" not in log:
         raise Fail("name the worker (--name): the name is how you find it in ps and on the dashboard")
+    ran = sorted(order, key=lambda name: jobs[name].started_at)
+    if ran != order:
+        raise Fail(f"given the queues {order}, the worker ran their jobs in the order {ran}: a worker reads its "
+                   "queues in the order of its command line, so keep the order you were given")
 
 
 CHECKS = [ping_answers_without_hanging, starts_redis_safely, start_redis_gives_up_in_time, worker_command_runs_a_job]

@@ -11,7 +11,8 @@ from redis import Redis
 from rq.registry import ScheduledJobRegistry
 
 from ebookstore import mail, queues, store
-from ebookstore.course.checks.common import Fail, job_outcome, run_worker, short
+from ebookstore.course.checks.common import (Fail, body, delivered_emails, job_data, job_outcome, local_time_zone,
+                                             run_worker, short)
 from ebookstore.runtime import processes
 
 
@@ -89,20 +90,37 @@ def enqueues_only_after_commit(ctx):
 
 
 def worker_sends_every_email(ctx):
-    """a worker running purchase_notification sends receipt, commission and statistics"""
+    """a worker running purchase_notification sends each purchase's emails and returns their keys"""
+    buy = ctx.learner("buy")
     with closing(ctx.db()) as conn:
-        purchase = ctx.learner("buy")(conn, ctx.redis, 2, 4)
-    job = _the_job(ctx)
+        purchases = [buy(conn, ctx.redis, 2, 4), buy(conn, ctx.redis, 1, 4)]  # two jobs: each must load its own
+    critical = queues.get_queue("critical", ctx.redis)
+    jobs = [critical.fetch_job(job_id) for job_id in critical.job_ids]
+    if len(jobs) != 2:
+        raise Fail(f"two purchases should queue two jobs on 'critical'; the queues hold {_queued(ctx)}")
     log = run_worker(ctx)
-    if job.get_status(refresh=True) != "finished":
-        raise Fail(job_outcome(job, log))
-    box = mail.outbox(ctx.settings)
-    expected = {f"purchase-{purchase['id']}-{kind}" for kind in ("receipt", "commission", "statistics")}
-    if {m["key"] for m in box} != expected:
-        raise Fail(f"after the worker ran the outbox holds {sorted(m['key'] for m in box)}, expected "
-                   f"{sorted(expected)}")
-    if {m["to"] for m in box} != {purchase["buyer_email"], purchase["seller_email"]}:
-        raise Fail("the receipt goes to the buyer, the other two to the seller")
+    emails = delivered_emails(ctx.settings)
+    for purchase, job in zip(purchases, jobs):
+        job.refresh()
+        if job.get_status() != "finished":
+            raise Fail(job_outcome(job, log))
+        expected = {f"purchase-{purchase['id']}-{kind}" for kind in ("receipt", "commission", "statistics")}
+        if not expected <= set(emails):
+            raise Fail(f"after the worker ran the outbox holds {sorted(emails)}, expected the receipt, commission "
+                       f"and statistics of each purchase, e.g. {sorted(expected)}")
+        returned = job.latest_result().return_value
+        if not isinstance(returned, (list, tuple)) or sorted(map(str, returned)) != sorted(expected):
+            raise Fail(f"the job for purchase {purchase['id']} returned {short(returned, 80)}: return the three "
+                       "emails' X-Ebookstore-Key headers, e.g. message[\"X-Ebookstore-Key\"]")
+        if {emails[k]["To"] for k in expected} != {purchase["buyer_email"], purchase["seller_email"]} or \
+                emails[f"purchase-{purchase['id']}-receipt"]["To"] != purchase["buyer_email"]:
+            raise Fail("the receipt goes to the buyer, the other two to the seller")
+    if len(emails) != 6:
+        raise Fail(f"two purchases make six emails; the outbox holds {sorted(emails)}")
+    sold = "has sold 2 copies"
+    if sold not in body(emails[f"purchase-{purchases[-1]['id']}-statistics"]):
+        raise Fail(f"after the second sale of ebook 4 its statistics email says \"{sold}\": read "
+                   "reports.ebook_statistics when the job runs, for the purchase's ebook")
 
 
 def a_failed_delivery_fails_the_job(ctx):
@@ -122,16 +140,22 @@ def a_failed_delivery_fails_the_job(ctx):
 
 
 def schedules_the_statistics_report(ctx):
-    """schedule_statistics_report schedules statistics_report(period) on "low" """
-    at = datetime.now(timezone.utc) + timedelta(minutes=5)
-    job = ctx.learner("schedule_statistics_report")(ctx.redis, "weekly", at)
+    """schedule_statistics_report schedules statistics_report(period) on "low" at the time given"""
+    at = (datetime.now(timezone.utc) + timedelta(minutes=5)).astimezone(timezone(timedelta(hours=5, minutes=30)))
+    with local_time_zone():  # neither `at`'s zone nor the machine's is UTC
+        job = ctx.learner("schedule_statistics_report")(ctx.redis, "daily", at)
     registry = ScheduledJobRegistry(queue=queues.get_queue("low", ctx.redis))
     if job is None or job.id not in registry.get_job_ids():
         raise Fail("the job must wait in the 'low' queue's ScheduledJobRegistry: use enqueue_at")
-    if job.func_name != "ebookstore.jobs.statistics_report" or list(job.args) != ["weekly"]:
+    data = job_data(ctx.redis, job)
+    if data is None:
+        raise Fail("the job is not JSON: create the Queue with serializer=JSONSerializer")
+    if job.func_name != "ebookstore.jobs.statistics_report" or list(job.args) != ["daily"]:
         raise Fail(f"the job is {job.func_name}{tuple(job.args)}: schedule ebookstore.jobs.statistics_report(period)")
-    if abs((registry.get_scheduled_time(job.id) - at).total_seconds()) > 1:
-        raise Fail("the job is not due at the time you were given")
+    off = (registry.get_scheduled_time(job.id) - at).total_seconds()
+    if abs(off) > 1:
+        raise Fail(f"the job is due {off:+,.0f} s from the time you were given ({at.isoformat(timespec='seconds')}): "
+                   "hand `at`, an aware datetime, to enqueue_at as it is (never drop or replace its time zone)")
 
 
 CHECKS = [buy_enqueues_and_answers_at_once, enqueues_only_after_commit, worker_sends_every_email,

@@ -2,27 +2,29 @@
 import time
 
 from ebookstore import queues
-from ebookstore.course.checks.common import Fail
+from ebookstore.course import specimens
+from ebookstore.course.checks.common import Fail, call_with_time_limit
+from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
 
 
 def follows_a_job(ctx):
     """where_is follows a job: queued, started, finished (and failed)"""
     where_is = ctx.learner("where_is")
-    queue = queues.get_queue("default", ctx.redis)
+    queue = queues.get_queue("low", ctx.redis)  # not "default": where_is answers for the queue it is given
     slow = queue.enqueue(time.sleep, 0.5)  # long enough to be seen running, polling every 20 ms
     broken = queue.enqueue("ebookstore.reports.period_bounds", "hourly")  # raises ValueError
-    if where_is(ctx.redis, "default", slow.id) != "queued":
+    if where_is(ctx.redis, "low", slow.id) != "queued":
         raise Fail(f"a job nobody has taken yet is 'queued' (it is in the queue's list); got "
-                   f"{where_is(ctx.redis, 'default', slow.id)!r}")
-    ctx.stack.worker("worker", ["default"], burst=True, simple=True)
+                   f"{where_is(ctx.redis, 'low', slow.id)!r}")
+    ctx.stack.worker("worker", ["low"], burst=True, simple=True)
     seen = []
 
     def state(job_id):
-        seen.append(where_is(ctx.redis, "default", job_id))
+        seen.append(where_is(ctx.redis, "low", job_id))
         return seen[-1]
     try:
-        wait_until(lambda: state(slow.id) == "started", 3, interval=0.02, what="started")
+        wait_until(lambda: state(slow.id) == "started", 4, interval=0.02, what="started")
     except TimeoutError:
         raise Fail(f"while a worker runs it, the job is 'started' (StartedJobRegistry); you said {seen[-3:]}") from None
     try:
@@ -31,24 +33,28 @@ def follows_a_job(ctx):
     except TimeoutError:
         raise Fail(f"a job that ran is 'finished' (FinishedJobRegistry), one that raised is 'failed' "
                    f"(FailedJobRegistry); you said {seen[-3:]}") from None
-    if where_is(ctx.redis, "default", "no-such-job") != "unknown":
+    if where_is(ctx.redis, "low", "no-such-job") != "unknown":
         raise Fail("a job id found nowhere is 'unknown'")
     # Taken out of the queue's list (queue.remove), a job is in no list and no registry any more,
     # though its status field still says "queued": only the lists tell.
     taken = queue.enqueue("ebookstore.jobs.daily_statistics")
     queue.remove(taken)
-    if where_is(ctx.redis, "default", taken.id) != "unknown":
+    if where_is(ctx.redis, "low", taken.id) != "unknown":
         raise Fail(f"a job removed from the queue's list is in no list and no registry, so it is 'unknown'; you said "
-                   f"{where_is(ctx.redis, 'default', taken.id)!r}. Its status field still says 'queued': answer "
+                   f"{where_is(ctx.redis, 'low', taken.id)!r}. Its status field still says 'queued': answer "
                    "from the queue and its registries, not from the job's status")
+    if where_is(ctx.redis, "default", slow.id) != "unknown":
+        raise Fail(f"job {slow.id} ran on 'low': in queue 'default' and its registries it is 'unknown'; you said "
+                   f"{where_is(ctx.redis, 'default', slow.id)!r}. Look in the registries of the queue you were given")
 
 
 def reads_the_dashboard(ctx):
     """dashboard_counts reads the queue counts from the dashboard, with credentials"""
     dashboard_counts = ctx.learner("dashboard_counts")
-    for name, n in (("critical", 1), ("low", 2)):
+    for name, n in (("critical", 1), ("low", 2), ("default", 1)):
         for _ in range(n):
-            queues.get_queue(name, ctx.redis).enqueue("ebookstore.jobs.daily_statistics")
+            job = queues.get_queue(name, ctx.redis).enqueue("ebookstore.jobs.daily_statistics")
+    queues.get_queue("default", ctx.redis).remove(job)  # a queue the dashboard lists, with no job waiting
     ctx.stack.web()
     base = f"{ctx.settings.web_url}/jobs"
     try:
@@ -60,6 +66,9 @@ def reads_the_dashboard(ctx):
                    "credentials, sent by basic authentication (an Authorization header)") from None
     if not isinstance(counts, dict) or counts.get("critical") != 1 or counts.get("low") != 2:
         raise Fail(f"the dashboard shows critical 1, low 2; you returned {counts!r}")
+    if counts.get("default", "missing") != 0:
+        raise Fail(f"the dashboard also lists 'default' with 0 jobs waiting; you returned {counts!r}: keep every "
+                   "queue it shows, the empty ones too")
     try:
         wrong = dashboard_counts(base, "tutor", "wrong password")
     except Exception:
@@ -67,6 +76,15 @@ def reads_the_dashboard(ctx):
     else:
         raise Fail(f"with a wrong password the dashboard answers 401, yet you returned {wrong!r}: let that error "
                    "reach the caller")
+    port = processes.free_port()
+    specimens.listener(ctx.stack, port, "silent-dashboard")  # accepts the connection, never answers
+    finished, answer, error = call_with_time_limit(dashboard_counts, f"http://127.0.0.1:{port}/jobs", "tutor",
+                                                   "check-password", 0.5, seconds=2.5)
+    if not finished:
+        raise Fail("a dashboard that never answers kept dashboard_counts(…, timeout=0.5) waiting over 2.5 s: give "
+                   "the request its timeout (urlopen(request, timeout=timeout))")
+    if error is None:
+        raise Fail(f"a dashboard that never answered gave {answer!r}: let the timeout error reach the caller")
 
 
 CHECKS = [follows_a_job, reads_the_dashboard]

@@ -23,18 +23,24 @@ LISTER = ("import json, sys\n"
 def names_states(ctx):
     """state_name names R, S, D, T, Z (and ignores STAT's extra letters)"""
     state_name = ctx.learner("state_name")
-    expected = {"R": "running", "S": "sleeping", "T": "stopped", "Z": "zombie", "Ss": "sleeping",
-                "R+": "running", "Sl": "sleeping"}
-    for stat, name in expected.items():
-        try:
-            got = state_name(stat)
-        except (KeyError, IndexError, ValueError) as error:
-            raise Fail(f"state_name({stat!r}) raised {type(error).__name__}: only the first letter of STAT is the "
-                       "state; the letters after it are flags (s session leader, + foreground, l threads)") from None
-        if got != name:
-            raise Fail(f"state_name({stat!r}) returned {got!r}, expected {name!r}: see STATE CODES in `man ps`")
-    if "sleep" not in state_name("D") or state_name("D") == "sleeping":
-        raise Fail("D is the *uninterruptible* sleep (waiting for disk or network I/O), not plain sleeping")
+    names = {"R": "running", "S": "sleeping", "T": "stopped", "Z": "zombie"}
+    flags = ["", "s", "+", "l", "<", "N", "L", "s+", "sl", "l+", "<s", "Ns", "sl+", "<l", "N+"]
+    for letter in "RSTZD":
+        for extra in flags:
+            stat = letter + extra
+            try:
+                got = state_name(stat)
+            except (KeyError, IndexError, ValueError) as error:
+                raise Fail(f"state_name({stat!r}) raised {type(error).__name__}: only the first letter of STAT is the "
+                           "state; the letters after it are flags (s session leader, + foreground, l threads, < N "
+                           "priority, L locked pages)") from None
+            if letter == "D":
+                if not isinstance(got, str) or "sleep" not in got or got == "sleeping":
+                    raise Fail("D is the *uninterruptible* sleep (waiting for disk or network I/O), not plain "
+                               "sleeping")
+            elif got != names[letter]:
+                raise Fail(f"state_name({stat!r}) returned {got!r}, expected {names[letter]!r}: see STATE CODES in "
+                           "`man ps` (only the first letter counts)")
 
 
 def lists_matching_processes(ctx):
@@ -43,7 +49,8 @@ def lists_matching_processes(ctx):
     sleeper = specimens.sleeper(ctx.stack, marker)
     specimens.sleeper(ctx.stack, "someone-else")  # must not be listed
     ctx.learner("list_processes")
-    lister = ctx.stack.start("lister", [sys.executable, "-c", LISTER.format(module=ctx.module.__name__), marker])
+    pattern = marker + "(-[a-z]+)?"  # a regular expression, found in the lister's own command line too
+    lister = ctx.stack.start("lister", [sys.executable, "-c", LISTER.format(module=ctx.module.__name__), pattern])
     try:
         lister.wait(timeout=5)
     except psutil.TimeoutExpired:
@@ -61,12 +68,19 @@ def lists_matching_processes(ctx):
         raise Fail(f"list_processes found its own process (PID {lister.pid}), whose command line holds the pattern "
                    "too, as grep finds itself: leave out os.getpid()")
     if pids != [sleeper.pid]:
-        raise Fail(f"list_processes({marker!r}) found PIDs {pids}; only PID {sleeper.pid} runs with "
-                   f"{marker!r} in its full command line")
+        raise Fail(f"list_processes({pattern!r}) found PIDs {pids}; only PID {sleeper.pid} runs with a command "
+                   "line that matches it: the pattern is a regular expression (re.search), matched anywhere in the "
+                   "full command line")
     row = rows[0]
     missing = {"pid", "cpu", "mem", "stat", "command"} - set(row)
     if missing:
         raise Fail(f"each row needs the keys pid, cpu, mem, stat, command; missing {sorted(missing)}")
+    types = {"pid": int, "cpu": (int, float), "mem": (int, float), "stat": str, "command": str}
+    wrong = [f"{key} is {type(row[key]).__name__}" for key, kind in types.items()
+             if not isinstance(row[key], kind) or isinstance(row[key], bool)]
+    if wrong:
+        raise Fail(f"{', '.join(wrong)}: pid is an int, cpu and mem are numbers (floats), stat and command are "
+                   "strings")
     if marker not in row["command"] or "python" not in row["command"]:
         raise Fail("command is the full command line (proc.cmdline() joined), as ps aux shows it")
     if not 0 < row["mem"] < 100:
@@ -95,4 +109,29 @@ def shows_each_state(ctx):
                    "cpu_percent() returns 0.0 on its first call for a process; measure over an interval")
 
 
-CHECKS = [names_states, lists_matching_processes, shows_each_state]
+# A parent that starts short-lived children with the marker in their command line and reaps each at once:
+# processes that list_processes sees come and go while it measures.
+CHURNER = ("import subprocess, sys, time\n"
+           "end = time.monotonic() + 30\n"
+           "while time.monotonic() < end:\n"
+           "    subprocess.run([sys.executable, '-c', 'import time; time.sleep(0.08)', sys.argv[1]])\n")
+
+
+def survives_processes_that_end(ctx):
+    """list_processes leaves out a process that ends while it looks, without an error"""
+    marker = f"ex06-{secrets.token_hex(3)}"
+    churner = ctx.stack.start("churner", [sys.executable, "-c", CHURNER, marker])
+    list_processes = ctx.learner("list_processes")
+    wait_until(lambda: any(marker in " ".join(c.cmdline()) for c in churner.children()), 3, what="a child")
+    for _ in range(3):
+        try:
+            rows = list_processes(marker)
+        except psutil.Error as error:
+            raise Fail(f"list_processes raised {type(error).__name__} for a process that ended while it looked: "
+                       "processes come and go, so leave out one that is gone (catch psutil.NoSuchProcess around "
+                       "every question you ask a process)") from None
+        if churner.pid not in {row["pid"] for row in rows}:
+            raise Fail(f"PID {churner.pid}, which runs the whole time with {marker!r} in its command line, is missing")
+
+
+CHECKS = [names_states, lists_matching_processes, shows_each_state, survives_processes_that_end]
