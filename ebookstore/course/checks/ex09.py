@@ -177,7 +177,7 @@ def _run(ctx, weighted, counts):
     left = [job for job in jobs if job.ended_at is None]
     if left:
         missing = sorted({job.description for job in left})
-        if not processes.gone(proc) and all(job.get_status() == "queued" for job in left):
+        if all(job.get_status() == "queued" for job in left):
             raise Fail(f"the {label} worker left the {missing} jobs waiting: it must read critical, default and low")
         raise Fail(f"the {label} worker did not run every job ({len(left)} left): "
                    f"{job_outcome(left[0], ctx.stack.log(label, 200))}")
