@@ -25,11 +25,14 @@ def weighted_order(weights: dict[str, int], rng: random.Random) -> list[str]:
     raise NotImplementedError  # your code here
 
 
-def worker_command(rq: str, redis_url: str, name: str, weighted: bool) -> list[str]:
-    """The command line of a burst worker on critical, default and low, strict or weighted.
+def worker_command(rq: str, name: str, weighted: bool) -> list[str]:
+    """The command line of a burst worker named `name` on critical, default and low, strict or weighted.
 
     Strict: RQ's own order (the order you list the queues in). Weighted: with
     the store's worker class ebookstore.workers.WeightedWorker, which reads the
     weights from the configuration file. JSON serializer; exits when the queues are empty.
+    No Redis URL on the command line: `ps` shows a command line, password included, to
+    every user of the machine. The worker finds Redis in its environment, in
+    RQ_REDIS_URL, which `rq worker` reads (whoever starts it sets that variable).
     """
     raise NotImplementedError  # your code here

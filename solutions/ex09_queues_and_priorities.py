@@ -37,15 +37,17 @@ def weighted_order(weights: dict[str, int], rng: random.Random) -> list[str]:
     return list(dict.fromkeys(pool))
 
 
-def worker_command(rq: str, redis_url: str, name: str, weighted: bool) -> list[str]:
-    """The command line of a burst worker on critical, default and low, strict or weighted.
+def worker_command(rq: str, name: str, weighted: bool) -> list[str]:
+    """The command line of a burst worker named `name` on critical, default and low, strict or weighted.
 
     Strict: RQ's own order (the order you list the queues in). Weighted: with
     the store's worker class ebookstore.workers.WeightedWorker, which reads the
     weights from the configuration file. JSON serializer; exits when the queues are empty.
+    No Redis URL on the command line: `ps` shows a command line, password included, to
+    every user of the machine. The worker finds Redis in its environment, in
+    RQ_REDIS_URL, which `rq worker` reads (whoever starts it sets that variable).
     """
-    command = [rq, "worker", "critical", "default", "low", "--url", redis_url, "--serializer", "json",
-               "--name", name, "--burst"]
+    command = [rq, "worker", "critical", "default", "low", "--serializer", "json", "--name", name, "--burst"]
     if weighted:
         command += ["--worker-class", "ebookstore.workers.WeightedWorker"]
     return command

@@ -3,14 +3,39 @@
 The listeners here write down each SIGTERM they get, so the checks see the order
 of the signals: one exits on SIGTERM, the other ignores it and must be escalated
 to SIGKILL. A client stays connected to the port throughout: it is the easy
-mistake, since `lsof -ti :PORT` lists it too.
+mistake, since `lsof -ti :PORT` lists it too. A listener on IPv6 only (::1) is a listener
+too: an answer that looks at IPv4 alone (kind="tcp4", `lsof -i4`) misses it.
 """
 import subprocess
+import sys
 import time
 
 from ebookstore.course import specimens
 from ebookstore.course.checks.common import Fail, short
 from ebookstore.runtime import processes
+from ebookstore.runtime.processes import wait_until
+
+# A server on IPv6 only (::1, a port the kernel picks): it prints the port, then exits on SIGTERM.
+LISTEN6 = ("import socket\n"
+           "server = socket.socket(socket.AF_INET6)\n"
+           "server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n"
+           "server.bind(('::1', 0))\n"
+           "server.listen()\n"
+           "print('port', server.getsockname()[1], flush=True)\n"
+           "clients = []\n"
+           "while True:\n"
+           "    clients.append(server.accept()[0])\n")
+
+
+def _ipv6_listener(ctx, marker):
+    """(process, port): a listener on [::1] only."""
+    name = f"listener6-{marker}"
+    proc = ctx.stack.start(name, [sys.executable, "-c", LISTEN6, marker],
+                           ready=lambda: ctx.stack.log(name).startswith("port "))
+    port = int(ctx.stack.log(name).split()[1])
+    wait_until(lambda: any(c.laddr.port == port and c.status == "LISTEN" for c in proc.net_connections("tcp")), 3,
+               what="the IPv6 listener")
+    return proc, port
 
 
 def _killport(function: str, port: int, timeout: float = 6) -> subprocess.CompletedProcess:
@@ -51,6 +76,11 @@ def finds_the_listener_only(ctx):
         raise Fail(f"nothing listens on port {own}, the client's own end of its connection, yet you returned {who}: "
                    "a port that appears in a connection is not a listening port. Keep only the connection whose "
                    "status is LISTEN")
+    server6, port6 = _ipv6_listener(ctx, "finds")
+    got = listener_pid(port6)
+    if got != server6.pid:
+        raise Fail(f"PID {server6.pid} listens on port {port6} on IPv6 (::1) only, and you returned {got!r}: "
+                   "look at every TCP listener, IPv4 and IPv6 (psutil's kind 'tcp', not 'tcp4')")
 
 
 def killport_spares_clients(ctx):
@@ -71,9 +101,18 @@ def killport_spares_clients(ctx):
                    "finish its requests and exit cleanly; SIGKILL (kill -9) is for one that does not")
     if run.returncode != 0:
         raise Fail(f"killport returned {run.returncode} after stopping the listener: return 0")
+    if str(server.pid) not in run.stdout:
+        raise Fail(f"killport stopped PID {server.pid} without saying so: print (on stdout) what it stopped, "
+                   "its PID at least, so that you know whom you killed")
     again = _killport(function, port)
-    if again.returncode == 0 or not again.stderr.strip():
-        raise Fail("with nothing listening, killport should say so on stderr and return 1")
+    if again.returncode != 1 or not again.stderr.strip():
+        said = "said nothing on stderr" if not again.stderr.strip() else f"returned {again.returncode}"
+        raise Fail(f"with nothing listening, killport {said}: say so on stderr and return 1")
+    server6, port6 = _ipv6_listener(ctx, "killport")
+    _killport(function, port6)
+    if processes.wait_gone([server6], 0.5):
+        raise Fail(f"a listener on IPv6 only ([::1]:{port6}) still runs after `killport {port6}`: ask for "
+                   "every TCP listener of the port, IPv4 and IPv6 (lsof -iTCP:PORT, not -i4)")
 
 
 def killport_escalates(ctx):
