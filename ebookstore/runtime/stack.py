@@ -171,12 +171,12 @@ class Stack:
         if holder is not None and self.running("redis") is None:
             proc = psutil.Process(holder)
             same_home = processes.environ(proc).get("EBOOKSTORE_HOME") == str(self.settings.home)
-            if same_home and self.ping():
-                return proc  # `ebookstore up` (or another notebook) runs the course's Redis: share it
-            if same_home and _takes_no_password(port):
+            if same_home and _takes_no_password(port):  # redis-py's client would not notice: it accepts that
                 raise StartError(
                     f"the Redis on port {port} (PID {holder}) takes no password: an earlier version of the "
                     f"course started it for {self.settings.home}. Run `ebookstore down`, then start again.")
+            if same_home and self.ping():
+                return proc  # `ebookstore up` (or another notebook) runs the course's Redis: share it
         fresh = self.running("redis") is None
         proc = self.start("redis", redis_server.argv(self.settings), ready=self.ping, port=port)
         if fresh:
@@ -306,7 +306,10 @@ class Stack:
         outcome = stop_redis_last(self.processes(name), timeout)
         for key, popen in list(self._popens.items()):
             if name in (None, key):
-                popen.poll()  # reap it, so no zombie is left behind
+                try:  # reap it, so no zombie is left behind (and a start after this stop starts afresh)
+                    popen.wait(0.5)
+                except subprocess.TimeoutExpired:
+                    pass
                 if popen.returncode is not None:
                     del self._popens[key]
         return outcome
