@@ -104,3 +104,85 @@ def test_ebookstore_down_stops_schedulers_before_redis(settings, tmp_path):
         assert list(connection.scan_iter("rq:scheduler-lock:*")) == []
     finally:
         stack.stop(timeout=3)
+
+
+# -- a name is one process: starting it again (a cell run twice) ---------------------------------------
+SLEEP = [sys.executable, "-c", "import time, sys; time.sleep(30)"]
+
+
+def test_starting_a_running_name_again_gives_it_back_and_says_so(settings, stack):
+    said = []
+    stack.say = said.append
+    first = stack.start("sleeper", SLEEP)
+    again = stack.start("sleeper", SLEEP)
+    assert again.pid == first.pid and len(stack.processes("sleeper")) == 1
+    assert len(said) == 1 and "already runs" in said[0] and str(first.pid) in said[0]
+    other = stack.start("sleeper", SLEEP + ["another"])  # asked for with another command: replaced
+    assert other.pid != first.pid and processes.gone(first) and stack.processes("sleeper") == [other]
+    assert "another command" in said[1]
+
+
+def test_a_worker_killed_with_sigkill_can_start_again_under_its_name(settings, stack, redis):
+    """RQ keeps a SIGKILLed worker registered: a new one of that name would exit at once ("active worker")."""
+    worker = stack.worker("w", ["default"], wait_ready=True)
+    worker.kill()
+    processes.wait_gone([worker], 5)
+    assert redis.exists(f"rq:worker:{stack.tag}.w")
+    again = stack.worker("w", ["default"], wait_ready=True)
+    assert again.pid != worker.pid
+    job = queues.get_queue("default", redis).enqueue(jobfuncs.record, "again")
+    wait_until(lambda: job.get_status(refresh=True) == "finished", 10, what="the new worker to take a job")
+
+
+def test_a_worker_in_warm_shutdown_is_replaced_not_given_back(settings, stack, redis):
+    worker = stack.worker("w", ["default"], wait_ready=True)
+    queues.get_queue("default", redis).enqueue(jobfuncs.nap, 3)
+    wait_until(lambda: processes.work_horse(worker), 10, what="the horse")
+    worker.terminate()  # warm shutdown: it finishes its job and takes no other
+    wait_until(lambda: redis.hexists(f"rq:worker:{stack.tag}.w", "shutdown_requested_date"), 5, what="the request")
+    again = stack.worker("w", ["default"], wait_ready=True)
+    assert again.pid != worker.pid and processes.gone(worker)
+    job = queues.get_queue("default", redis).enqueue(jobfuncs.record, "fresh")
+    wait_until(lambda: job.get_status(refresh=True) == "finished", 10, what="the fresh worker to take a job")
+
+
+def test_a_course_redis_without_password_is_named_with_what_to_do(settings, tmp_path):
+    """A state folder whose Redis an earlier version started, without a password: one line says what to do."""
+    from ebookstore.runtime import redis_server
+    from ebookstore.runtime.stack import Stack, StartError
+    own = settings.replace(home=tmp_path / "old", external_redis_url=None, redis_port=processes.free_port())
+    old = Stack(own, tag=f"{os.environ['EBOOKSTORE_TEST_TAG_PREFIX']}-old", stop_at_exit=False)
+    new = Stack(own, tag=f"{os.environ['EBOOKSTORE_TEST_TAG_PREFIX']}-new", stop_at_exit=False)
+    try:
+        argv = [a for a in redis_server.argv(own) if not a.endswith("secret.conf")]
+        old.start("redis", argv, port=own.redis_port, ready=lambda: processes.port_open(own.redis_port))
+        try:
+            new.redis()
+        except StartError as error:
+            assert "takes no password" in str(error) and "ebookstore down" in str(error)
+            assert "\n" not in str(error)
+        else:
+            raise AssertionError("a Redis that takes no password must not be used")
+    finally:
+        new.stop(timeout=3)
+        old.stop(timeout=3)
+
+
+def test_a_port_claimed_by_another_live_process_is_not_chosen(tmp_path):
+    port = processes.free_port()
+    other = subprocess.run([sys.executable, "-c", f"from ebookstore.runtime import processes as p; print(p.claim_port({port}))"],
+                           capture_output=True, text=True, timeout=30)
+    assert other.stdout.strip() == "True", "a child may take what its parent chose for it"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom ebookstore.runtime import processes as p\n"
+                               "print(p.free_port(), flush=True)\ntime.sleep(30)"], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        claimed = int(holder.stdout.readline())
+        # This process is the holder's parent, not its child: the claim stands against it.
+        assert processes.claim_port(claimed) is False
+        assert all(processes.free_port() != claimed for _ in range(20))
+    finally:
+        holder.kill()
+        holder.wait(5)
+    assert processes.claim_port(claimed) is True, "the claim of a process that exited is void"
+    processes.release_port(claimed)

@@ -49,7 +49,7 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
         notes.append(f"an earlier run of this notebook lost its kernel and left processes behind: {cleaned}")
     settings = base.replace(home=home, redis_port=_port(base.redis_port), web_port=_port(base.web_port),
                             smtp_port=_port(base.smtp_port), external_redis_url=base.external_redis_url)
-    stack = Stack(settings, tag=new_tag(f"nb{number}"), preload=(demo_jobs.__name__,))
+    stack = Stack(settings, tag=new_tag(f"nb{number}"), preload=(demo_jobs.__name__,), say=print)
     # Shell cells (!ebookstore, !rq) must find the commands of this Python and this notebook's settings.
     changes = settings.to_env()
     bin_dir, path = str(Path(sys.executable).parent), os.environ.get("PATH", "")
@@ -125,6 +125,8 @@ def kernel_environment(settings: Settings):
 def _stop(stack: Stack):
     """Stop the run and put back the environment variables it replaced (only those)."""
     outcome = stack.stop(timeout=5)
+    for port in (stack.settings.redis_port, stack.settings.web_port, stack.settings.smtp_port):
+        processes.release_port(port)
     for number, (run, saved) in list(_RUNS.items()):
         if run is stack:
             del _RUNS[number]
@@ -142,8 +144,13 @@ def _course_processes(home: Path):
 
 
 def _port(default: int) -> int:
-    """The course's default port if nothing listens there, else a free one."""
-    return default if processes.listener_pid(default) is None and not processes.port_open(default) else processes.free_port()
+    """The course's default port if nothing listens there and no other run has claimed it, else a free one.
+
+    The port is claimed for this kernel (until the clean-up cell): two notebooks started in the same
+    moment never choose the same one.
+    """
+    free = processes.listener_pid(default) is None and not processes.port_open(default)
+    return default if free and processes.claim_port(default) else processes.free_port()
 
 
 def environment_report() -> bool:

@@ -8,12 +8,16 @@ broad name.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import re
 import signal
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 
@@ -233,11 +237,65 @@ def stop(procs, timeout: float = 5.0, sig: int = signal.SIGTERM) -> dict[int, st
     return outcome
 
 
+PORT_CLAIMS = Path(tempfile.gettempdir()) / f"ebookstore-ports-{os.getuid()}"
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, claimed for this process (see claim_port)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if claim_port(port):
+            return port
+    raise RuntimeError(f"no unclaimed free port found (claims in {PORT_CLAIMS})")
+
+
+def claim_port(port: int) -> bool:
+    """Claim `port` for this process while it lives: False if another live process holds the claim.
+
+    Between choosing a free port and binding it, a process may wait for seconds (a notebook binds
+    its web port cells later): two runs that choose in the same moment would otherwise take the same
+    port. A claim held by a process that has exited is void; one held by an ancestor (a test run
+    choosing ports for the notebooks it runs) passes to the claimant. Claims are files, one per
+    port, written under a lock.
+    """
+    PORT_CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    me, path = owner_id(), PORT_CLAIMS / str(port)
+    with open(PORT_CLAIMS / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            holder = path.read_text().strip()
+        except OSError:
+            holder = ""
+        if holder and holder != me and _alive(holder) and holder not in _ancestors():
+            return False
+        path.write_text(me)
+        return True
+
+
+def release_port(port: int) -> None:
+    """Give up this process's claim on `port` (see claim_port)."""
+    path = PORT_CLAIMS / str(port)
+    with contextlib.suppress(OSError), open(PORT_CLAIMS / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.read_text().strip() == owner_id():
+            path.unlink()
+
+
+def _alive(owner: str) -> bool:
+    try:
+        return owner_id(psutil.Process(int(owner.split(":")[0]))) == owner
+    except (psutil.Error, ValueError):
+        return False
+
+
+def _ancestors() -> set[str]:
+    found = set()
+    with contextlib.suppress(psutil.Error):
+        for parent in psutil.Process().parents():
+            found.add(owner_id(parent))
+    return found
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

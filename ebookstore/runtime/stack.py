@@ -1,7 +1,9 @@
 """Starting and stopping the course's processes: Redis, workers, cron, web, mail catcher.
 
-One `Stack` is one run (a notebook, a test session, `ebookstore up`). Each
-process it starts gets the run tag in its environment, its own session (so a
+One `Stack` is one run (a notebook, a test session, `ebookstore up`). A name
+stands for one process of the run: starting a name that already runs gives the
+running process back (or, when asked for with another command, replaces it),
+never a second one. Each process it starts gets the run tag in its environment, its own session (so a
 Ctrl-C in the terminal does not reach it) and a log file under
 $EBOOKSTORE_HOME/logs/<run tag>/. `stop()` finds the run's processes by tag — the RQ
 work-horse included, which sits in its own process group and may have been
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import psutil
 from redis import Redis
+from redis.exceptions import RedisError
+from rq.worker import Worker
 
 from ebookstore import mail, workers
 from ebookstore.config import PROJECT_ROOT, Settings
@@ -43,8 +47,12 @@ class Stack:
     """The processes of one run, each started with the run tag `tag`."""
 
     def __init__(self, settings: Settings | None = None, tag: str | None = None,
-                 stop_at_exit: bool = True, cwd: Path | None = None, preload: tuple[str, ...] = ()):
-        """`preload`: job modules besides the store's that this run's workers import before forking."""
+                 stop_at_exit: bool = True, cwd: Path | None = None, preload: tuple[str, ...] = (),
+                 say=None):
+        """`preload`: job modules besides the store's that this run's workers import before forking.
+
+        `say(line)`: where to tell that a start gave back a running process or replaced it (a notebook prints).
+        """
         self.settings = settings or Settings.from_env()
         private_home(self.settings.home)
         self.cwd = cwd or PROJECT_ROOT  # where processes start; job functions are imported from here
@@ -52,6 +60,8 @@ class Stack:
         self.preload = tuple(preload)
         self.log_dir = self.settings.home / "logs" / self.tag
         self._popens: dict[str, subprocess.Popen] = {}
+        self._commands: dict[str, tuple] = {}  # name -> (argv, env) it was started with
+        self.say = say or (lambda line: print(line, file=sys.stderr))
         if stop_at_exit:
             atexit.register(self.stop)
 
@@ -89,9 +99,23 @@ class Stack:
               env: dict | None = None, timeout: float = START_TIMEOUT) -> psutil.Process:
         """Start `argv` as process `name`; wait until `ready()` is true, if given.
 
+        If process `name` of this run already runs, it is given back (after `ready()`) when it was
+        started with the same command, and stopped and started afresh when not: a name is one
+        process, never two. Either is told in one line (see `say`).
         `port` is the TCP port the process will listen on: it must be free, or we
         would mistake whoever holds it for our new process.
         """
+        command = (list(argv), dict(env or {}))
+        running = self.running(name)
+        if running is not None:
+            if self._commands.get(name, command) == command:
+                self.say(f"{name} already runs (PID {running.pid}): using it, not starting a second one "
+                         f"(stop it first to start it afresh)")
+                if ready is not None:
+                    self._wait_ready(name, running, ready, timeout)
+                return running
+            self.say(f"{name} runs (PID {running.pid}) but was started with another command: "
+                     f"{self.stop(name)}; starting it afresh")
         if port is not None:
             _require_free(port, name)
         if not self.log_dir.exists():
@@ -103,16 +127,40 @@ class Stack:
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 umask=0o077,  # what it writes (database, Maildir, Redis's files) is its owner's alone
             )
-        self._popens[name] = popen
+        self._popens[name], self._commands[name] = popen, command
+        proc = psutil.Process(popen.pid)
         if ready is not None:
             try:
-                wait_until(lambda: popen.poll() is not None or ready(), timeout, what=f"{name} to start")
-            except TimeoutError:
-                self.stop(name)
-                raise StartError(f"{name} did not answer within {timeout:g} s:\n{self.log(name)}") from None
-            if popen.poll() is not None:
-                raise StartError(f"{name} exited with status {popen.returncode}:\n{self.log(name)}")
-        return psutil.Process(popen.pid)
+                self._wait_ready(name, proc, ready, timeout)
+            except KeyboardInterrupt:  # Interrupt in Jupyter while it starts: nothing half-started stays
+                self.say(f"interrupted while {name} was starting: {self.stop(name)}")
+                raise
+        return proc
+
+    def _wait_ready(self, name: str, proc: psutil.Process, ready, timeout: float) -> None:
+        popen = self._popens.get(name)
+        ours = popen if popen is not None and popen.pid == proc.pid else None
+
+        def exited():  # our own child: ask Popen, which reaps it and keeps its exit status
+            return ours.poll() is not None if ours is not None else processes.gone(proc)
+        try:
+            wait_until(lambda: exited() or ready(), timeout, what=f"{name} to start")
+        except TimeoutError:
+            self.stop(name)
+            raise StartError(f"{name} did not answer within {timeout:g} s:\n{self.log(name)}") from None
+        if exited():
+            status = ours.returncode if ours is not None else "?"
+            raise StartError(f"{name} exited with status {status}:\n{self.log(name)}")
+
+    def running(self, name: str) -> psutil.Process | None:
+        """The live process `name` of this run (the one started under that name, not its children), or None."""
+        popen = self._popens.get(name)
+        if popen is not None:  # started by this Stack: that process, and not an orphan it left (a horse)
+            return psutil.Process(popen.pid) if popen.poll() is None else None
+        # Started by another Stack of the same run (a CLI command): a worker, not its horse or scheduler.
+        found = [p for p in processes.tagged(self.tag, name) if not processes.gone(p)
+                 and not processes.role(p).startswith(("work-horse", "scheduler"))]
+        return found[0] if found else None
 
     def redis(self) -> psutil.Process | None:
         """Start the course's redis-server, unless REDIS_URL names another one or ours already runs."""
@@ -120,13 +168,19 @@ class Stack:
             return None
         port = self.settings.redis_port
         holder = processes.listener_pid(port)
-        if holder is not None:
+        if holder is not None and self.running("redis") is None:
             proc = psutil.Process(holder)
             same_home = processes.environ(proc).get("EBOOKSTORE_HOME") == str(self.settings.home)
+            if same_home and _takes_no_password(port):  # redis-py's client would not notice: it accepts that
+                raise StartError(
+                    f"the Redis on port {port} (PID {holder}) takes no password: an earlier version of the "
+                    f"course started it for {self.settings.home}. Run `ebookstore down`, then start again.")
             if same_home and self.ping():
                 return proc  # `ebookstore up` (or another notebook) runs the course's Redis: share it
+        fresh = self.running("redis") is None
         proc = self.start("redis", redis_server.argv(self.settings), ready=self.ping, port=port)
-        self._clear_scheduler_locks()
+        if fresh:
+            self._clear_scheduler_locks()
         return proc
 
     def _clear_scheduler_locks(self) -> None:
@@ -158,11 +212,32 @@ class Stack:
         argv = workers.worker_argv(self.settings, full_name, queue_names, weighted=weighted,
                                    burst=burst, with_scheduler=with_scheduler, simple=simple, extra=extra,
                                    **options)
+        connection = Redis.from_url(self.settings.redis_url, socket_timeout=2)
+        running = self.running(name)
+        if running is not None and _shutting_down(connection, full_name):
+            # Asked to stop (a SIGTERM, then an interrupted cell): it takes no new job and exits soon.
+            self.say(f"{name} (PID {running.pid}) is shutting down, so takes no new job: {self.stop(name)}; "
+                     "starting it afresh")
+            running = None
+        if running is None:
+            self._forget_dead_worker(connection, full_name)
         ready = None
         if wait_ready:
-            connection = Redis.from_url(self.settings.redis_url, socket_timeout=2)
             ready = lambda: connection.exists(f"rq:worker:{full_name}")  # noqa: E731
         return self.start(name, argv, env=env, ready=ready)
+
+    def _forget_dead_worker(self, connection: Redis, full_name: str) -> None:
+        # A worker killed with SIGKILL or SIGHUP stays registered until its heartbeat runs out, and
+        # RQ refuses to start another worker of that name meanwhile: the new one would exit at once.
+        # No process of that name runs in this run, so the registration is a dead worker's.
+        try:
+            key = f"rq:worker:{full_name}"
+            dead = Worker.find_by_key(key, connection) if not connection.hexists(key, "death") else None
+            if dead is not None:
+                dead.register_death()
+                self.say(f"RQ still listed the worker {full_name} of an earlier start, which is gone: unlisted it")
+        except RedisError:
+            pass  # no Redis (yet): the worker will say so in its log
 
     def relay(self) -> psutil.Process:
         """The outbox relay: enqueues jobs that purchases recorded while Redis was unreachable."""
@@ -231,7 +306,10 @@ class Stack:
         outcome = stop_redis_last(self.processes(name), timeout)
         for key, popen in list(self._popens.items()):
             if name in (None, key):
-                popen.poll()  # reap it, so no zombie is left behind
+                try:  # reap it, so no zombie is left behind (and a start after this stop starts afresh)
+                    popen.wait(0.5)
+                except subprocess.TimeoutExpired:
+                    pass
                 if popen.returncode is not None:
                     del self._popens[key]
         return outcome
@@ -258,6 +336,22 @@ def _require_free(port: int, name: str) -> None:
             "notebook that started it.")
     raise StartError(f"cannot start {name}: port {port} is already in use by {who}. "
                      f"Stop that program, or choose another port (see EBOOKSTORE_*_PORT in the README).")
+
+
+def _shutting_down(connection: Redis, full_name: str) -> bool:
+    """Whether RQ's worker `full_name` has been asked to stop (a warm shutdown: it finishes its job, takes no other)."""
+    try:
+        return bool(connection.hexists(f"rq:worker:{full_name}", "shutdown_requested_date"))
+    except RedisError:
+        return False
+
+
+def _takes_no_password(port: int) -> bool:
+    """Whether the Redis on `port` answers a client that has no password (a Redis of an older course version)."""
+    try:
+        return Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
+    except RedisError:
+        return False
 
 
 def _is_redis_server(proc) -> bool:
