@@ -23,9 +23,13 @@ Two things supervisord cannot do for RQ, because it knows only the processes it 
 work-horse (its own process group, re-parented when the worker is killed) and its scheduler child.
 `python -m ebookstore.runtime.supervisord worker` (the workers' command) covers both: before it
 becomes `rq worker` it stops the scheduler that this slot's killed predecessor left running (it
-would hold the scheduler lock), leaves the predecessor's work-horse to finish its job, and picks
-a worker name RQ does not still hold registered. Whatever is left at `ebookstore down` (a horse
-still busy) is found by run tag and stopped after supervisord.
+would hold the scheduler lock), leaves the predecessor's work-horse to finish its job, and names
+the worker after its own PID (RQ refuses a name that a killed worker still holds registered).
+Whatever is left at `ebookstore down` (a horse still busy) is found by run tag and stopped after
+supervisord. That is all that remains of the course's own worker supervisor of earlier versions.
+
+supervisord itself is restarted by nothing here (in production, systemd runs it): killed, it leaves
+its programs running unsupervised, and `ebookstore up` stops them and starts the stack again.
 """
 from __future__ import annotations
 
