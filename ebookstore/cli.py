@@ -10,59 +10,115 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from contextlib import closing
+from pathlib import Path
 
 import psutil
-from redis.exceptions import AuthenticationError, RedisError
 
-from ebookstore import jobs, mail, queues, store, workers
+from ebookstore import store
 from ebookstore.config import Settings
 from ebookstore.credentials import private_home
-from ebookstore.runtime import processes, redis_server
+from ebookstore.runtime import processes
 from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
-from ebookstore.runtime.stack import Stack, StartError, new_tag, stop_everything
+
+
+def _import_the_store() -> None:
+    """Import what the commands run on (Flask, redis-py, RQ: over a second on a busy machine) once the
+    command line is known to be right: a mistake in it is answered at once."""
+    global AuthenticationError, RedisError, jobs, mail, queues, workers, redis_server
+    global START_TIMEOUT, Stack, StartError, clear_scheduler_locks, new_tag, require_free, stop_everything
+    global dashboard_credentials
+    from redis.exceptions import AuthenticationError, RedisError
+
+    from ebookstore import jobs, mail, queues, workers
+    from ebookstore.runtime import redis_server
+    from ebookstore.runtime.stack import (START_TIMEOUT, Stack, StartError, clear_scheduler_locks, new_tag,
+                                          require_free, stop_everything)
+    from ebookstore.web import dashboard_credentials
+
 
 UP_PROCESSES = ("redis", "mail", "workers", "cron", "relay", "web")  # in the order they start
 
 
 def cmd_up(args, settings: Settings) -> int:
-    """Start Redis, the mail catcher, the worker supervisor, cron, the relay and the web app in the background.
+    """Start the stack under supervisord, in the background: Redis, mail catcher, workers, cron, relay, web.
 
-    On a half-dead stack (a process of an earlier `up` died) it starts again what is missing.
+    supervisord starts again any of them that dies. On a half-dead stack (supervisord itself was
+    killed, or gave a program up) it starts again what is missing.
     """
+    from ebookstore.runtime import supervisord
     # The stack's workers deliver by real SMTP to the mail catcher, which files into the Maildir.
     settings = settings.replace(smtp_url=settings.smtp_url or f"smtp://127.0.0.1:{settings.smtp_port}")
     tag = _up_tag(settings)
-    wanted = [n for n in UP_PROCESSES if not (n == "redis" and settings.external_redis_url)]
-    missing = [n for n in wanted if not (tag and processes.tagged(tag, n))]
-    if not missing:
-        print(f"ebookstore is already up for {settings.home} (see: ebookstore status; stop it: ebookstore down)")
-        return 1
-    stack = Stack(settings, tag=tag or new_tag("up"), stop_at_exit=False)
-    if tag:
-        print(f"ebookstore was half up (run tag {tag}): starting {', '.join(missing)} again")
-    starters = {"redis": stack.redis, "mail": stack.mail, "workers": lambda: _start_workers(stack, args.weighted),
-                "cron": stack.cron, "relay": stack.relay, "web": stack.web}
+    progs = supervisord.programs(settings, settings.workers, weighted=args.weighted)
     server, kind = redis_server.find()  # before anything starts: no redis-server, nothing started
+    if tag and supervisord.answers(settings.home):
+        given_up = sorted({i["group"] for i in supervisord.states(settings.home).values()
+                           if i["statename"] in ("FATAL", "STOPPED", "EXITED")})
+        if not given_up:
+            print(f"ebookstore is already up for {settings.home} (see: ebookstore status, "
+                  f"{shlex.join(supervisord.ctl_argv(settings.home, 'status'))}; stop it: ebookstore down)")
+            return 1
+        print(f"ebookstore was half up (run tag {tag}): starting {', '.join(given_up)} again")
+        stack = Stack(settings, tag=tag, stop_at_exit=False)
+        _start_programs(stack, [p for p in progs if p.name in given_up])
+        return 0
+    if tag:  # its supervisord is gone: what it ran is unsupervised; Redis's append-only file keeps the queues
+        print(f"ebookstore was half up (run tag {tag}, its supervisord is gone): "
+              f"{stop_everything(settings.home)}; starting it again")
+    for port, name in ((settings.redis_port, "redis"), (settings.smtp_port, "mail"), (settings.web_port, "web")):
+        if name in {p.name for p in progs}:
+            require_free(port, name)
+    stack = Stack(settings, tag=new_tag("up"), stop_at_exit=False)
+    mail.maildir(settings)  # aiosmtpd's Mailbox handler expects cur/ new/ tmp/
     try:
-        for name in missing:
-            starters[name]()
-    except BaseException:  # Ctrl-C included
-        if not tag:
-            stack.stop()  # a fresh start that failed leaves nothing behind
+        supervisord.start(stack, progs)
+        _start_programs(stack, progs)
+    except BaseException:  # Ctrl-C included: a start that failed leaves nothing behind
+        stack.stop()
         raise
-    from ebookstore.web import dashboard_credentials  # Flask and the dashboard: only `up` needs them
     user, password = dashboard_credentials(settings)
-    print(f"ebookstore is up (run tag {stack.tag}); logs in {stack.log_dir}")
+    print(f"ebookstore is up under supervisord (run tag {stack.tag}); logs in {stack.log_dir}")
     print(f"  store      {settings.web_url}/")
     print(f"  dashboard  {settings.web_url}/jobs/   user {user}  password {password}")
-    print(f"  redis      {settings.redis_url_shown}  ({kind} {server}, version {redis_server.version(server)})")
-    print(f"             password in {settings.home / 'redis-password'}; redis-cli reads it from REDISCLI_AUTH")
-    print(f"  workers    {settings.workers}, restarted when one dies (the `workers` process supervises them)")
+    if not settings.external_redis_url:
+        print(f"  redis      {settings.redis_url_shown}  ({kind} {server}, version {redis_server.version(server)})")
+        print(f"             password in {settings.home / 'redis-password'}; redis-cli reads it from REDISCLI_AUTH")
+    print(f"  workers    {settings.workers} (EBOOKSTORE_WORKERS)")
     print(f"  smtp       127.0.0.1:{settings.smtp_port} -> {settings.maildir}")
+    print("supervisord starts again any process that dies; look and steer with:")
+    print(f"  {shlex.join(supervisord.ctl_argv(settings.home))} status | stop NAME | start NAME | tail NAME")
     print("Stop everything with: ebookstore down")
     return 0
+
+
+def _start_programs(stack: Stack, progs) -> None:
+    """Start each program under supervisord, in order, each once the one before answers."""
+    from ebookstore.runtime import supervisord
+    settings, home = stack.settings, stack.settings.home
+    connection = queues.connect(settings)
+
+    def workers_registered():
+        names = [m.decode() for m in connection.smembers("rq:workers")]
+        prefix = f"rq:worker:{stack.tag}.worker-"
+        return sum(connection.exists(m) for m in names if m.startswith(prefix)) >= settings.workers
+    ready = {"redis": stack.ping, "mail": lambda: processes.port_open(settings.smtp_port),
+             "workers": workers_registered, "web": lambda: processes.port_open(settings.web_port)}
+    # Redis first; the others at once (each waits for Redis, none for another), then wait for each to answer.
+    names = [p.name for p in progs]
+    for batch in ([n for n in names if n == "redis"], [n for n in names if n != "redis"]):
+        for name in batch:
+            supervisord.start_program(home, name)
+        for name in batch:
+            try:
+                wait_until(ready.get(name, lambda: True), START_TIMEOUT, what=name)
+            except TimeoutError:
+                log = stack.log("worker-1" if name == "workers" else name)
+                raise StartError(f"{name} did not answer within {START_TIMEOUT} s:\n{log}") from None
+            if name == "redis":
+                clear_scheduler_locks(stack)
 
 
 def _up_tag(settings: Settings) -> str | None:
@@ -72,21 +128,6 @@ def _up_tag(settings: Settings) -> str | None:
         if tag.startswith("up-") and _home_of(proc) == settings.home:
             return tag
     return None
-
-
-def _start_workers(stack: Stack, weighted: bool) -> None:
-    """The supervisor (`ebookstore workers`), once its workers have registered in Redis."""
-    # Workers left by a supervisor that died would not be supervised: stop them first.
-    strays = [p for p in stack.processes() if processes.environ(p).get(PROCESS_NAME, "").startswith("worker-")]
-    processes.stop(strays, timeout=5)
-    count = stack.settings.workers
-    argv = [sys.executable, "-m", "ebookstore.cli", "workers", "--count", str(count)]
-    connection = queues.connect(stack.settings)
-
-    def registered():
-        names = [m.decode() for m in connection.smembers("rq:workers")]
-        return sum(connection.exists(m) for m in names if m.startswith(f"rq:worker:{stack.tag}.worker-")) >= count
-    stack.start("workers", argv + (["--weighted"] if weighted else []), ready=registered)
 
 
 def cmd_down(args, settings: Settings) -> int:
@@ -134,12 +175,20 @@ def cmd_worker(args, settings: Settings) -> int:
 
 
 def cmd_workers(args, settings: Settings) -> int:
-    """The worker supervisor in the foreground: keeps --count workers running, restarts any that dies."""
-    from ebookstore.runtime import supervisor
+    """Replace this process with supervisord running --count workers (foreground): any that dies is started again."""
+    from ebookstore.runtime import supervisord
     if args.to_catcher:  # the Procfile's mail process, on this user's SMTP port
         settings = settings.replace(smtp_url=f"smtp://127.0.0.1:{settings.smtp_port}")
-    _wait_for_redis(_cli_stack(settings))
-    return supervisor.run(settings, args.count, weighted=args.weighted)
+    stack = _cli_stack(settings)
+    _wait_for_redis(stack)
+    progs = supervisord.programs(settings, args.count or settings.workers, weighted=args.weighted, names={"workers"})
+    stack.log_dir.mkdir(parents=True, exist_ok=True)
+    config = supervisord.write_config(settings, stack.log_dir, progs, kind="workers")
+    supervisord.socket_path(settings.home, "workers").unlink(missing_ok=True)
+    argv = supervisord.argv(config)
+    print(f"{shlex.join(argv)}  (logs in {stack.log_dir}; "
+          f"{shlex.join(supervisord.ctl_argv(settings.home, kind='workers'))} status)", flush=True)
+    os.execve(argv[0], argv, stack.env("workers"))
 
 
 def cmd_redis(args, settings: Settings) -> int:
@@ -212,11 +261,11 @@ def cmd_killport(args, settings: Settings) -> int:
     pid = processes.listener_pid(args.port)
     uid = processes.listener_uid(args.port)
     if pid is None and uid is not None and uid != os.getuid():
-        print(f"port {args.port} is held by a process of user {processes.user_name(uid)}: not yours to stop "
-              "(ask them, or use another port)")
+        print(f"ebookstore killport: port {args.port} is held by a process of user {processes.user_name(uid)}: "
+              "not yours to stop (ask them, or use another port)", file=sys.stderr)
         return 1
     if pid is None:
-        print(f"nothing listens on port {args.port}")
+        print(f"ebookstore killport: nothing listens on port {args.port}", file=sys.stderr)
         return 1
     proc = psutil.Process(pid)
     what = " ".join(proc.cmdline()) or proc.name()
@@ -254,8 +303,70 @@ def sqlite_id(text: str) -> int:
     return value
 
 
+def tcp_port(text: str) -> int:
+    """A TCP port number: 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (1 to 65535): {store.shown(text)}")
+    return value
+
+
+def at_least_one(text: str) -> int:
+    """A count: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more: {store.shown(text)}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds: a number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more: {store.shown(text)}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0: {store.shown(text)}")
+    return value
+
+
+def exercise_id(text: str) -> str:
+    """An exercise the grader knows: ex01 … ex12."""
+    from ebookstore.course.grading import EXERCISES  # the course's, only for the commands that grade
+    if text not in EXERCISES:
+        raise argparse.ArgumentTypeError(f"unknown exercise {store.shown(text)}; exercises: {', '.join(EXERCISES)}")
+    return text
+
+
+def exercise_list(text: str) -> str:
+    """Comma-separated exercises (ebookstore grade --only): each one the grader knows."""
+    for name in text.split(","):
+        exercise_id(name.strip())
+    return text
+
+
+def folder(text: str) -> Path:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {store.shown(text)}")
+    return Path(text)
+
+
 def queue_list(text: str) -> list[str]:
     """Comma-separated queue names, each one the configuration file knows."""
+    from ebookstore import queues
     known = queues.load_config().names
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
@@ -272,7 +383,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--weighted", action="store_true", help="weighted queue order (Sidekiq style)")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop every process the course started")
-    down.add_argument("--timeout", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    down.add_argument("--timeout", type=seconds, default=5.0, help="seconds between SIGTERM and SIGKILL")
     down.set_defaults(func=cmd_down)
     sub.add_parser("status", help="the course's processes and ports, like ps").set_defaults(func=cmd_status)
     worker = sub.add_parser("worker", help="run a worker in the foreground")
@@ -282,8 +393,9 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--with-scheduler", action="store_true", help="also run scheduled jobs and retries")
     worker.add_argument("--name", help="worker name (shows in ps and on the dashboard)")
     worker.set_defaults(func=cmd_worker)
-    supervise = sub.add_parser("workers", help="run and supervise several workers: restart any that dies")
-    supervise.add_argument("--count", type=int, help="how many (default: $EBOOKSTORE_WORKERS, else 2)")
+    supervise = sub.add_parser("workers", help="several workers under supervisord (foreground): any that dies "
+                               "is started again")
+    supervise.add_argument("--count", type=at_least_one, help="how many (default: $EBOOKSTORE_WORKERS, else 2)")
     supervise.add_argument("--weighted", action="store_true", help="weighted random queue order")
     supervise.add_argument("--to-catcher", action="store_true",
                            help="deliver mail by SMTP to the course's mail catcher (`ebookstore mail`, your SMTP port)")
@@ -304,14 +416,14 @@ def parser() -> argparse.ArgumentParser:
     outbox.add_argument("--json", action="store_true", help="a JSON list of {to, subject, date, key}")
     outbox.set_defaults(func=cmd_outbox)
     killport = sub.add_parser("killport", help="stop the process listening on a TCP port (not its clients)")
-    killport.add_argument("port", type=int)
-    killport.add_argument("--timeout", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    killport.add_argument("port", type=tcp_port, help="1 to 65535")
+    killport.add_argument("--timeout", type=seconds, default=5.0, help="seconds between SIGTERM and SIGKILL")
     killport.set_defaults(func=cmd_killport)
     check = sub.add_parser("check", help="grade exercises: ebookstore check ex04 [--solutions]")
-    check.add_argument("exercises", nargs="*", help="e.g. ex01 ex04 (default: all)")
+    check.add_argument("exercises", nargs="*", type=exercise_id, help="ex01 … ex12, e.g. ex01 ex04 (default: all)")
     check.add_argument("--solutions", action="store_true", help="grade solutions/ instead of exercises/")
     check.add_argument("--all", action="store_true", help="a progress summary over every exercise")
-    check.add_argument("--exercises", dest="exercises_folder", metavar="PATH",
+    check.add_argument("--exercises", dest="exercises_folder", metavar="PATH", type=folder,
                        help="grade the exNN_….py files in PATH (a copy of someone's exercises/) instead")
     check.set_defaults(func=cmd_check)
     grade = sub.add_parser("grade", help="grade learners' submissions (folders or .zip files of exercise files)",
@@ -319,9 +431,9 @@ def parser() -> argparse.ArgumentParser:
                            "their exercises/, an unpacked zip, a clone of their fork) or a .zip. This runs their "
                            "code: grade as an unprivileged user.")
     grade.add_argument("paths", nargs="+", metavar="PATH")
-    grade.add_argument("--only", metavar="EX,EX", help="only these exercises, e.g. ex04,ex05 (default: all)")
-    grade.add_argument("--timeout", type=float, default=30.0, help="seconds one check may take (default 30)")
-    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    grade.add_argument("--only", metavar="EX,EX", type=exercise_list, help="only these exercises, e.g. ex04,ex05 (default: all)")
+    grade.add_argument("--timeout", type=positive_seconds, default=30.0, help="seconds one check may take (default 30)")
+    grade.add_argument("--jobs", type=at_least_one, default=1, help="submissions graded at once (default 1)")
     grade.add_argument("--json", nargs="?", const="-", metavar="FILE",
                        help="a JSON list of {submission, exercise, check, passed, hint, seconds}, to FILE or stdout")
     grade.add_argument("--csv", nargs="?", const="-", metavar="FILE",
@@ -338,6 +450,17 @@ IN_PROCESS = {"relay", "cron", "workers"}
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    # Settings from the environment are part of the command too: a mistake there is a usage mistake.
+    checked = {"EBOOKSTORE_REDIS_PORT": tcp_port, "EBOOKSTORE_WEB_PORT": tcp_port, "EBOOKSTORE_SMTP_PORT": tcp_port,
+               "EBOOKSTORE_WORKERS": at_least_one}
+    for variable, kind in checked.items():
+        if os.environ.get(variable):
+            try:
+                kind(os.environ[variable])
+            except argparse.ArgumentTypeError as error:
+                print(f"ebookstore {args.command}: {variable}: {error}", file=sys.stderr)
+                return 2
+    _import_the_store()
     os.umask(0o077)  # files this command (or what it execs: redis-server, rq) writes are the user's alone
     settings = None
     try:

@@ -2,6 +2,7 @@
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -63,8 +64,8 @@ def test_up_buy_outbox_down(cli_env):
     assert again.returncode == 1 and "already up" in again.stdout
 
     status = run(cli_env, "status").stdout
-    for part in ["redis-server", "rq worker", "ebookstore.cron", "ebookstore.cli relay", "waitress-serve", "aiosmtpd",
-                 "ebookstore.cli workers", " worker-1 ", " worker-2 "]:
+    for part in ["redis-server", "rq worker", "ebookstore.cli cron", "ebookstore.cli relay", "waitress-serve", "aiosmtpd",
+                 "supervisord", " worker-1 ", " worker-2 "]:
         assert part in status, status
 
     # Locked down: Redis wants the password, which no process shows on its command line.
@@ -150,57 +151,146 @@ def test_a_port_held_by_the_course_points_to_ebookstore_down_not_killport(cli_en
     assert not processes.gone(web), "the course's own process is left alone"
 
 
-@pytest.mark.parametrize("args, says", [
+def course_processes(home) -> list:
+    return [p for p in psutil.process_iter() if processes.environ(p).get("EBOOKSTORE_HOME") == str(home)
+            and processes.environ(p).get(processes.RUN_TAG) and not processes.gone(p)]
+
+
+# Every subcommand, with a mistake in it: (arguments, what the one line on stderr must name).
+USAGE_MISTAKES = [
+    (["up", "--nosuch"], "unrecognized arguments"),
+    (["down", "--timeout", "-1"], "0 or more"),
+    (["down", "--timeout", "soon"], "0 or more"),
+    (["status", "extra"], "unrecognized arguments"),
+    (["worker", "--queues", "nosuchqueue"], "known queues: critical, default, low"),
+    (["worker", "--queues", "critical,nosuchqueue"], "unknown queue nosuchqueue"),
+    (["workers", "--count", "two"], "1 or more"),
+    (["workers", "--count", "0"], "1 or more"),
+    (["workers", "--count", "-1"], "1 or more"),
+    (["cron", "--every", "1"], "unrecognized arguments"),
+    (["redis", "--port", "1"], "unrecognized arguments"),
+    (["relay", "x"], "unrecognized arguments"),
+    (["mail", "x"], "unrecognized arguments"),
+    (["web", "--server", "gunicorn"], "choose from 'waitress', 'flask'"),
     (["buy", "1", "9223372036854775808"], "out of range"),
     (["buy", "-9223372036854775809", "1"], "out of range"),
     (["buy", "1", "x" * 5000], "not an integer"),
     (["buy", "1"], "required"),
-    (["worker", "--queues", "nosuchqueue"], "known queues: critical, default, low"),
-    (["worker", "--queues", "critical,nosuchqueue"], "unknown queue nosuchqueue"),
-    (["workers", "--count", "two"], "invalid int"),
+    (["outbox", "--xml"], "unrecognized arguments"),
+    (["killport", "99999"], "1 to 65535"),
+    (["killport", "65536"], "1 to 65535"),
+    (["killport", "0"], "1 to 65535"),
+    (["killport", "-1"], "1 to 65535"),
+    (["killport", "http"], "1 to 65535"),
+    (["killport", "8080", "--timeout", "-5"], "0 or more"),
+    (["check", "ex99"], "exercises: ex01, ex02"),
+    (["check", "EX01"], "exercises: ex01, ex02"),
+    (["check", "../../etc/passwd"], "exercises: ex01, ex02"),
+    (["check", "--exercises", "/no/such/folder"], "no such folder"),
+    (["grade", "--only", "ex04,ex99", "."], "exercises: ex01, ex02"),
+    (["grade", "--jobs", "0", "."], "1 or more"),
+    (["grade", "--timeout", "0", "."], "above 0"),
     (["nosuchcommand"], "invalid choice"),
-])
-def test_a_cli_mistake_is_one_line_and_exit_2(cli_env, args, says):
+]
+
+
+@pytest.mark.parametrize("args, says", USAGE_MISTAKES, ids=[" ".join(a)[:40] for a, _ in USAGE_MISTAKES])
+def test_a_cli_mistake_is_one_line_on_stderr_exit_2_and_starts_nothing(cli_env, args, says):
     result = run(cli_env, *args)
     assert result.returncode == 2, result
-    assert result.stderr.count("\n") == 1 and says in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and says in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == ""
     assert len(result.stderr) < 300  # a long argument is not echoed whole
+    assert course_processes(cli_env["EBOOKSTORE_HOME"]) == []
 
 
-def test_up_heals_itself(cli_env):
-    """kill -9 of a worker mid-job: the emails arrive once, within 20 s; a dead process is started again by up."""
-    env = {**cli_env, "EBOOKSTORE_MAIL_DELAY": "1"}  # 3 s per purchase: time to kill it halfway
-    assert run(env, "up").returncode == 0
+def test_every_subcommand_has_a_usage_mistake_in_the_test_above():
+    from ebookstore.cli import parser
+    commands = set(next(a for a in parser()._actions if a.dest == "command").choices)
+    assert commands <= {args[0] for args, _ in USAGE_MISTAKES}
+
+
+@pytest.mark.parametrize("variable, value", [("EBOOKSTORE_WEB_PORT", "70000"), ("EBOOKSTORE_REDIS_PORT", "redis"),
+                                             ("EBOOKSTORE_WORKERS", "0")])
+def test_a_mistake_in_the_settings_is_a_usage_mistake_too(cli_env, variable, value):
+    result = run({**cli_env, variable: value}, "up")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and variable in result.stderr, result
+    assert course_processes(cli_env["EBOOKSTORE_HOME"]) == []
+
+
+def test_a_failure_is_exit_1_on_stderr(cli_env):
+    port = processes.free_port()
+    result = run(cli_env, "killport", str(port))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"ebookstore killport: nothing listens on port {port}\n"
+
+
+@pytest.mark.timeout(150)
+def test_up_brings_back_every_process_killed_with_sigkill(cli_env):
+    """kill -9 of each process of `up` in turn (a worker and Redis mid-purchase): each is back within 5 s,
+    nothing started by hand; every email arrives exactly once; `down` leaves nothing."""
+    env = {**cli_env, "EBOOKSTORE_MAIL_DELAY": "0.5"}  # 1.5 s per purchase: time to kill mid-job
+    up = run(env, "up", timeout=90)
+    assert up.returncode == 0, up.stdout + up.stderr
     home = Path(env["EBOOKSTORE_HOME"])
-    purchase = json.loads(run(env, "buy", "1", "3").stdout)["id"]
+    web = f"http://127.0.0.1:{env['EBOOKSTORE_WEB_PORT']}"
+    from redis import Redis
+    redis = Redis(port=int(env["EBOOKSTORE_REDIS_PORT"]), password=(home / "redis-password").read_text().strip(),
+                  socket_timeout=1, socket_connect_timeout=1)
 
-    def busy_worker():
-        for proc in psutil.process_iter():
-            if processes.role(proc) == "work-horse" and processes.environ(proc).get("EBOOKSTORE_HOME") == str(home):
-                return proc.parent(), proc
-    worker, horse = wait_until(busy_worker, 10, what="a worker running the job")
-    time.sleep(0.5)
-    for proc in (worker, horse):
-        proc.send_signal(9)
-    killed_at = time.monotonic()
-    keys = {f"purchase-{purchase}-{kind}" for kind in ("receipt", "commission", "statistics")}
+    def answers(check):
+        try:
+            return check()
+        except Exception:
+            return False
+    ready = {"redis": lambda: answers(redis.ping), "mail": lambda: processes.port_open(int(env["EBOOKSTORE_SMTP_PORT"])),
+             "web": lambda: processes.port_open(int(env["EBOOKSTORE_WEB_PORT"]))}
+
+    def main_process(name):  # the process supervisord runs as `name` (not a worker's horse or scheduler)
+        found = [p for p in course_processes(home)
+                 if processes.environ(p).get(processes.PROCESS_NAME) == name and processes.role(p) in ("", "worker")]
+        return found[0] if len(found) == 1 else None
+
+    def busy_horse():
+        return next((p for p in course_processes(home) if processes.role(p) == "work-horse"), None)
+
+    purchases, back_after, answers_after = [], {}, {}
+    for name in ("worker", "redis", "mail", "cron", "relay", "web"):
+        if name in ("worker", "redis"):  # mid-purchase: while a work-horse sends its emails
+            code, body = http("POST", f"{web}/api/purchases", {"buyer_id": 1, "ebook_id": 1 + len(purchases)})
+            assert code == 201
+            purchases.append(json.loads(body)["id"])
+            horse = wait_until(busy_horse, 10, what="a worker running the purchase's job")
+        if name == "worker":
+            worker = horse.parent()
+            name = processes.environ(worker)[processes.PROCESS_NAME]
+            victims = [worker, horse]  # a crash of the whole worker: its job must be done by another
+        else:
+            victims = [main_process(name)]
+        for victim in victims:
+            victim.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_until(lambda: (main_process(name) or victims[0]).pid != victims[0].pid, 5, what=f"{name} to be back")
+        back_after[name] = round(time.monotonic() - killed_at, 2)
+        # Answering takes its imports on top (the web app's Flask and dashboard: 1 s idle, more on a busy machine).
+        wait_until(ready.get(name, lambda: True), 15, what=f"{name} to answer")
+        answers_after[name] = round(time.monotonic() - killed_at, 2)
+    print(f"\nkill -9: running again after (s) {back_after}; answering after {answers_after}")
+
+    code, body = http("POST", f"{web}/api/purchases", {"buyer_id": 2, "ebook_id": 1})
+    assert code == 201
+    purchases.append(json.loads(body)["id"])
+    keys = {f"purchase-{p}-{kind}" for p in purchases for kind in ("receipt", "commission", "statistics")}
 
     def emails():
-        return [m["key"] for m in json.loads(run(env, "outbox", "--json").stdout)]
-    wait_until(lambda: set(emails()) >= keys, 20, interval=0.2, what="the purchase's emails")
-    print(f"\nkill -9 of an `up` worker mid-job: its emails arrived {time.monotonic() - killed_at:.1f} s later")
-    time.sleep(2)
+        return [m["key"] for m in json.loads(run(env, "outbox", "--json").stdout) if m["key"].startswith("purchase-")]
+    wait_until(lambda: set(emails()) >= keys, 30, interval=0.5, what="every purchase's emails")
+    time.sleep(2)  # a duplicate would arrive now
     assert sorted(emails()) == sorted(keys), "each email exactly once"
-    status = run(env, "status").stdout
-    assert " worker-1 " in status and " worker-2 " in status  # the supervisor started the dead one again
 
-    relay = next(p for p in psutil.process_iter() if processes.environ(p).get("EBOOKSTORE_PROCESS") == "relay"
-                 and processes.environ(p).get("EBOOKSTORE_HOME") == str(home))
-    relay.kill()
-    relay.wait(5)
-    again = run(env, "up")
-    assert again.returncode == 0 and "starting relay again" in again.stdout, again.stdout
-    assert "ebookstore.cli relay" in run(env, "status").stdout
+    down = run(env, "down", timeout=90)
+    assert down.returncode == 0, down.stderr
+    assert course_processes(home) == []
 
 
 def test_a_redis_started_by_hand_is_tagged_and_stopped_by_down(cli_env):

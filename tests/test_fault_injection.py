@@ -2,7 +2,7 @@
 
 Real HTTP purchases from 20 concurrent clients, a mail provider that takes 0.2 s per
 email (real SMTP to the mail catcher, which keeps every duplicate), several workers
-kept alive by the supervisor (`ebookstore workers`: nothing is started by hand), the
+kept alive by supervisord (`ebookstore workers`: nothing is started by hand), the
 relay. Then, in one test, random SIGKILLs of workers and work-horses and one SIGKILL
 and restart of Redis. At the end every purchase has exactly one receipt, one
 commission and one statistics email, and no process is left.
@@ -43,7 +43,7 @@ def post_purchase(url, buyer_id, ebook_id):
 
 
 def start_store(stack, settings, workers):
-    """Redis, mail catcher, relay, web, and the supervisor with `workers` workers: as `ebookstore up` does."""
+    """Redis, mail catcher, relay, web, and supervisord with `workers` workers (`ebookstore workers`)."""
     settings = settings.replace(external_redis_url=None, redis_port=processes.free_port(), mail_delay=MAIL_DELAY,
                                 smtp_url=f"smtp://127.0.0.1:{settings.smtp_port}", workers=workers)
     stack.settings = settings
@@ -179,7 +179,7 @@ def test_no_email_lost_or_duplicated_under_kills(settings, stack, run):
     counts = wait_for_every_email(settings, expected, started + 120, stats)
     seconds = time.monotonic() - started - 3
     stats["jobs rescued by the relay"] = stack.log("relay", 10_000).count("lost by killed workers")
-    stats["workers restarted"] = stack.log("workers", 10_000).count("starting it again")
+    stats["workers restarted"] = stack.log("supervisord", 10_000).count("exited: worker-")
     duplicated, lost = report(f"fault injection run {run + 1}", purchases, counts, expected, stats, seconds)
     assert duplicated == {} and lost == set()
     assert stats["workers killed"] + stats["horses killed"] >= 10 and stats["redis restarts"] == 1

@@ -361,6 +361,13 @@ def _is_redis_server(proc) -> bool:
         return False
 
 
+def _is_supervisord(proc) -> bool:
+    try:
+        return any(os.path.basename(word) == "supervisord" for word in proc.cmdline()[:2])
+    except psutil.Error:
+        return False
+
+
 def _prune_logs(logs: Path) -> None:
     """Keep the log folders of the newest KEPT_LOG_RUNS runs (each run logs into a folder of its own)."""
     runs = sorted((d for d in logs.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True)
@@ -401,11 +408,22 @@ def stop_everything(home: Path, timeout: float = 5.0) -> Stopped:
     return stop_redis_last(mine, timeout)
 
 
+SUPERVISORD_STOP_TIMEOUT = 60  # seconds supervisord may take to stop its programs, one group after another
+
+
 def stop_redis_last(procs, timeout: float = 5.0) -> Stopped:
-    """Stop `procs`: everything but Redis first, then Redis (see stop_everything)."""
+    """Stop `procs`: everything but Redis first, then Redis (see stop_everything).
+
+    A supervisord among them is asked first (SIGTERM): it stops its programs in order, Redis last,
+    and exits last — stopped behind its back, a program would be started again. What it does not
+    know (a work-horse still busy, a process started beside it) is stopped after it.
+    """
     names = {p.pid: processes.environ(p).get(PROCESS_NAME) or _name(p) for p in procs}
+    keepers = [p for p in procs if _is_supervisord(p)]
+    outcome = processes.stop(keepers, SUPERVISORD_STOP_TIMEOUT)
+    procs = [p for p in procs if p not in keepers]
     is_redis = {p.pid: processes.environ(p).get(PROCESS_NAME) == "redis" or _is_redis_server(p) for p in procs}
-    outcome = processes.stop([p for p in procs if not is_redis[p.pid]], timeout)
+    outcome.update(processes.stop([p for p in procs if not is_redis[p.pid]], timeout))
     outcome.update(processes.stop([p for p in procs if is_redis[p.pid]], timeout))
     return Stopped(outcome, names)
 
@@ -415,3 +433,12 @@ def _name(proc) -> str:
         return proc.name()
     except psutil.Error:
         return "?"
+
+
+# For `ebookstore up`, which starts its processes under supervisord instead of with Stack.start.
+require_free = _require_free
+
+
+def clear_scheduler_locks(stack: Stack) -> None:
+    """Delete the scheduler locks a Redis just started restored from its append-only file."""
+    stack._clear_scheduler_locks()
