@@ -223,8 +223,10 @@ def exercise_page(stub: Path) -> str:
     code = stub.read_text()
     fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", code)), default=0))
     docstring = re.match(r'\s*(?:"""|\'\'\')\s*(.*)', code)
-    title = docstring.group(1).strip().rstrip(".") if docstring else stub.stem
-    lines = [f"# Exercise {number}: {title}", ""]
+    title = docstring.group(1).strip().rstrip(".") if docstring else ""
+    if not title.lower().startswith("exercise"):
+        title = f"Exercise {number}: {title or exercise_name(stub)}"
+    lines = [f"# {title}", ""]
     lines.append(f"The file you edit: `exercises/{stub.name}` ([download]({stub.name})). "
                  "Each function's docstring is its contract; the bodies are yours to write.")
     if notebook is not None:
@@ -234,6 +236,11 @@ def exercise_page(stub: Path) -> str:
         lines.append("(This exercise is not graded.)")
     lines += ["", f"{fence}python", code.rstrip("\n"), fence, ""]
     return "\n".join(lines)
+
+
+def exercise_name(stub: Path) -> str:
+    """ex04_async_purchase_notifications.py → "ex04 · async purchase notifications" (the navigation's title)."""
+    return f"{stub.stem[:4]} · {stub.stem[5:].replace('_', ' ')}"
 
 
 def lay_out_pages(executed: Path, dest: Path) -> list:
@@ -267,7 +274,7 @@ def lay_out_pages(executed: Path, dest: Path) -> list:
         (dest / "exercises").mkdir(exist_ok=True)
         shutil.copy2(stub, dest / "exercises" / stub.name)
         (dest / "exercises" / f"{stub.stem}.md").write_text(exercise_page(stub))
-        nav_exercises.append(f"exercises/{stub.stem}.md")
+        nav_exercises.append({exercise_name(stub): f"exercises/{stub.stem}.md"})
 
     home = markdown_page("README.md")
     checklist = markdown_page("checklist.md")
