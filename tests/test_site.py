@@ -189,8 +189,11 @@ def _solution_lines() -> dict[str, set[str]]:
 
     (A solution may hold a line the store has too, ebookstore/queues.toml's say: the notebooks show that.)
     """
-    tracked = subprocess.run(["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.split()
-    others = [PROJECT_ROOT / name for name in tracked if not re.fullmatch(r"solutions/.*\.py|tests/.*", name)]
+    listed = subprocess.run(["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    names = listed.stdout.split() if listed.returncode == 0 else [  # not a git checkout: the files themselves
+        str(p.relative_to(PROJECT_ROOT)) for p in PROJECT_ROOT.rglob("*")
+        if not {".venv", "site", "build", ".git"} & set(p.relative_to(PROJECT_ROOT).parts)]
+    others = [PROJECT_ROOT / name for name in names if not re.fullmatch(r"solutions/.*\.py|tests/.*", name)]
     published = "\n".join(p.read_text(errors="replace") for p in others if p.is_file())
     lines = {}
     for solution in sorted((PROJECT_ROOT / "solutions").glob("ex[0-9][0-9]_*.py")):
