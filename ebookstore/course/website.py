@@ -16,11 +16,12 @@ Three steps:
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import logging
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the project (this file is also loa
 SOURCE_DIR = ROOT / "build" / "site-src"
 SITE_DIR = ROOT / "site"
 CELL_TIMEOUT = 60  # s per cell, as `make test` gives nbmake
+NOTEBOOK_TIMEOUT = 300  # s for a whole notebook (the slowest takes about 15 s on an idle machine)
 
 # Markdown links: [text](target "title") and reference definitions [id]: target
 INLINE_LINK = re.compile(r"(\]\()(<[^>]+>|[^)\s]+)((?:\s+\"[^\"]*\")?\))")
@@ -64,34 +66,25 @@ def execute_all(paths: list[Path], out_dir: Path, jobs: int) -> dict[str, float]
     out_dir.mkdir(parents=True, exist_ok=True)
     timings, failures = {}, []
     try:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(execute_one, path, out_dir / path.name): path for path in paths}
-            failed = []
-            for future in concurrent.futures.as_completed(futures):
-                path = futures[future]
-                try:
-                    timings[path.stem] = future.result()
-                    print(f"  executed {path.name} in {timings[path.stem]:.1f} s", flush=True)
-                except Exception as error:  # noqa: BLE001 - tried again below, then reported with its name
-                    failed.append(path)
-                    last = [line for line in _plain_error(error).splitlines() if line.strip()][-1:]
-                    print(f"  {path.name} failed ({' '.join(last)}): it runs again, alone, at the end", flush=True)
-            # The demos and checks wait for real workers and timers: on a busy machine, with another
-            # notebook beside it, one may miss its deadline. Alone, it gets the machine to itself.
-            for path in failed:
-                try:
-                    timings[path.stem] = pool.submit(execute_one, path, out_dir / path.name).result()
-                    print(f"  executed {path.name} in {timings[path.stem]:.1f} s (second try, alone)", flush=True)
-                except Exception as error:  # noqa: BLE001 - reported with the notebook's name: the build fails
-                    failures.append(f"{path.name} (executed as far as it got: {out_dir / path.name}):\n"
-                                    f"{_plain_error(error)[-1500:]}")
+        failed = execute_batch(paths, out_dir, jobs, timings)
+        # The demos and checks wait for real workers and timers: on a busy machine, with another
+        # notebook beside it, one may miss its deadline. Alone, it gets the machine to itself.
+        for path in failed:
+            last = (failed[path].strip().splitlines() or ["no output"])[-1]
+            print(f"  {path.name} failed ({last}): running it again, alone", flush=True)
+            again = execute_batch([path], out_dir, 1, timings)
+            if again:
+                failures.append(f"{path.name} (executed as far as it got: {out_dir / path.name}):\n"
+                                f"{again[path][-1500:]}")
     finally:
         left = run_processes(home, tag_prefix)
         if left:
             rows = processes.format_rows(processes.ps_rows(left))
             from ebookstore.runtime.stack import stop_redis_last
             stop_redis_last(left, timeout=3)
-            failures.append(f"{len(left)} process(es) started by the build were still running (now stopped):\n{rows}")
+            note = f"{len(left)} process(es) started by the build were still running (now stopped):\n{rows}"
+            print(f"site: {note}", flush=True)  # also when the build was interrupted
+            failures.append(note)
         os.environ.clear()
         os.environ.update(saved)
         shutil.rmtree(home, ignore_errors=True)
@@ -100,9 +93,47 @@ def execute_all(paths: list[Path], out_dir: Path, jobs: int) -> dict[str, float]
     return timings
 
 
-def _plain_error(error: Exception) -> str:
-    """An execution error's text without the terminal colours of IPython's traceback."""
-    return re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+def execute_batch(paths: list[Path], out_dir: Path, jobs: int, timings: dict) -> dict[Path, str]:
+    """Execute `paths`, `jobs` at once, each in a process of its own; {path: what went wrong} for failures.
+
+    Interrupted (Ctrl-C, or SIGTERM, see main), it stops its processes before it returns: the caller
+    then stops what their notebooks had started.
+    """
+    pending, running, failed = list(paths), {}, {}
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                path = pending.pop(0)
+                log = open(out_dir / f"{path.stem}.log", "w")
+                command = [sys.executable, "-m", "ebookstore.course.website", "--execute-one", str(path),
+                           str(out_dir / path.name)]
+                running[subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)] = (path, time.monotonic(), log)
+            for proc, (path, started, log) in list(running.items()):
+                elapsed = time.monotonic() - started
+                if proc.poll() is None and elapsed > NOTEBOOK_TIMEOUT:
+                    proc.terminate()
+                    proc.wait(timeout=10)
+                if proc.poll() is None:
+                    continue
+                del running[proc]
+                log.close()
+                if proc.returncode == 0:
+                    timings[path.stem] = elapsed
+                    print(f"  executed {path.name} in {elapsed:.1f} s", flush=True)
+                else:
+                    output = re.sub(r"\x1b\[[0-9;]*m", "", Path(log.name).read_text())  # no terminal colours
+                    failed[path] = output if elapsed <= NOTEBOOK_TIMEOUT else f"over {NOTEBOOK_TIMEOUT} s: stopped"
+            time.sleep(0.2)
+    finally:
+        for proc, (path, started, log) in running.items():
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            log.close()
+    return failed
 
 
 def execute_one(path: Path, out: Path) -> float:
@@ -389,9 +420,18 @@ def main(argv: list[str] | None = None) -> int:
                              "checks wait for real workers, and more than two at once on two cores slows them")
     parser.add_argument("--no-execute", dest="execute", action="store_false",
                         help="render the notebooks as the last build executed them (quick, to work on the pages)")
+    parser.add_argument("--execute-one", nargs=2, type=Path, metavar=("NOTEBOOK", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.execute_one:  # one notebook, in a process of its own (see execute_batch)
+        execute_one(*args.execute_one)
+        return 0
+    signal.signal(signal.SIGTERM, _stop)  # `kill PID` stops a build as Ctrl-C does: its clean-up runs
     build(args.site.resolve(), args.jobs, args.execute)
     return 0
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":
