@@ -426,7 +426,11 @@ def main(argv: list[str] | None = None) -> int:
         execute_one(*args.execute_one)
         return 0
     signal.signal(signal.SIGTERM, _stop)  # `kill PID` stops a build as Ctrl-C does: its clean-up runs
-    build(args.site.resolve(), args.jobs, args.execute)
+    try:
+        build(args.site.resolve(), args.jobs, args.execute)
+    except KeyboardInterrupt:
+        print("site: interrupted; the notebooks' processes are stopped, site/ is as it was", file=sys.stderr)
+        return 130
     return 0
 
 
