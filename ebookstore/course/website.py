@@ -1,17 +1,18 @@
 """The course as a website: `make site` builds a static HTML edition into site/.
 
-    python -m ebookstore.course.website [--jobs N] [--site DIR]
+    python -m ebookstore.course.website [--jobs N] [--site DIR] [--no-execute]
 
 Three steps:
-1. Execute every notebook in solutions mode (nbclient, as nbmake does in `make test`): a throwaway
-   state folder, free ports, a few notebooks at once; afterwards no process of the run may be left.
+1. Execute every notebook in solutions mode (nbclient, as nbmake does in `make test`), each in a process
+   of its own with its own free ports, two at once, in a throwaway state folder; afterwards no process
+   of the run may be left (found by state folder and run tag), also after Ctrl-C or SIGTERM.
 2. Lay out the pages in build/site-src, as in the repository: README, checklist, the executed notebooks,
    a page per exercise stub, the tutor's guide (solutions/*.md — never solutions/*.py). Relative links
    are rewritten to the pages they mean: notebooks' HTML is not rewritten by MkDocs, so their links go to
    the final `.html`; a mention of an exercise file in a notebook becomes a link to its page.
 3. MkDocs with Material and mkdocs-jupyter renders them (mkdocs.yml at the project root), with the
-   navigation in course order. This module is also MkDocs' hook file (`hooks:` in mkdocs.yml) for the one
-   thing the tools don't do offline: see on_post_page.
+   navigation in course order. This module is also MkDocs' hook file (`hooks:` in mkdocs.yml) for two
+   things the tools get wrong here: see on_page_content and on_post_page.
 """
 from __future__ import annotations
 
