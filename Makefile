@@ -17,11 +17,13 @@ $(BIN)/python:
 	@$(PYTHON) -m pip --python $(BIN)/python install --quiet --disable-pip-version-check uv 2>/dev/null \
 		|| echo "      (uv could not be installed: pip will do the work, more slowly)"
 
-# Re-install when the project's dependencies change.
+# Re-install when the project's dependencies change. --compile-bytecode: uv, unlike pip, leaves the .pyc
+# files out, and where PYTHONDONTWRITEBYTECODE is set (CI machines, containers) every process would then
+# compile rq, redis-py and Flask again as it starts: 1.6 s instead of 0.5 s here, for each of hundreds.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@if [ -x $(BIN)/uv ]; then \
 		echo "[2/3] installing the course's packages with uv (about 10 s; downloads about 100 MB the first time)"; \
-		$(BIN)/uv pip install --python $(BIN)/python -e '$(EXTRAS)' pip; \
+		$(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -e '$(EXTRAS)' pip; \
 	else \
 		echo "[2/3] installing the course's packages with pip (about a minute)"; \
 		$(BIN)/python -m ensurepip --upgrade >/dev/null && \
@@ -48,6 +50,7 @@ lab: setup
 TEST_WORKERS ?= 4
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 test: setup
+	@$(BIN)/python -m compileall -q ebookstore tests solutions >/dev/null  # the course's own modules, likewise
 	@$(PYTEST) -n $(TEST_WORKERS) --dist load --durations=15 --nbmake --nbmake-timeout=60 -m "not solo" tests notebooks; \
 	first=$$?; \
 	$(PYTEST) --durations=5 -m solo tests; \

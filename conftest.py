@@ -64,6 +64,7 @@ def _course_processes():
 # together instead of one of them starting a minute-long test at the end. Nodeid prefixes, slowest first;
 # measured by `make test`'s --durations. Everything else keeps its order.
 SLOW_FIRST = (
+    "tests/test_every_cell_twice.py",
     "tests/test_learner_paths.py",
     "tests/test_classroom_users.py",
     "tests/test_cli.py::test_up",

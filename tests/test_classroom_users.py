@@ -36,7 +36,7 @@ def shared_venv(folder: Path) -> Path:
     python = shutil.which("python3.11", path="/usr/bin:/usr/local/bin") or sys.executable
     if uv.exists():
         subprocess.run([uv, "venv", "--quiet", "--python", python, folder], check=True, timeout=120)
-        subprocess.run([uv, "pip", "install", "--quiet", "--python", folder / "bin" / "python", *packages],
+        subprocess.run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", folder / "bin" / "python", *packages],
                        check=True, timeout=300)
     else:
         subprocess.run([python, "-m", "venv", folder], check=True, timeout=120)

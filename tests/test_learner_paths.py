@@ -1,7 +1,7 @@
 """The notebooks off CI's straight path: as a learner runs them, in real kernels (nbclient).
 
-Every notebook in learner mode (untouched stubs) beside a running `ebookstore up`; Run All twice in
-one kernel; a kernel killed mid-notebook and the notebook run again; an unusual order; two notebooks
+(Every notebook in learner mode beside a running `ebookstore up`: tests/test_every_cell_twice.py.) Run All
+twice in one kernel; a kernel killed mid-notebook and the notebook run again; an unusual order; two notebooks
 at once. Each scenario has a state folder of its own under the test run's, so the run's final check
 finds anything they leave behind.
 """
@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -82,34 +81,6 @@ def assert_learner_run(nb) -> None:
         text = outputs(cell)
         assert "✗" in text and "hint:" in text and "Not yet" in text, text
         assert not [o for o in cell.outputs if o.output_type in ("execute_result", "error")], text
-
-
-@pytest.mark.timeout(400)  # thirteen notebooks: about 110 s
-def test_every_notebook_as_a_learner_beside_ebookstore_up(home, stubs):
-    env = learner_env(home, stubs)
-    up = subprocess.run([EBOOKSTORE, "up"], env=env, capture_output=True, text=True, timeout=60)
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        store = {p.pid for p in psutil.process_iter() if processes.environ(p).get("EBOOKSTORE_HOME") == str(home)}
-        web_port = os.environ["EBOOKSTORE_WEB_PORT"]
-        times = {}
-        for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-            run = client(path.name)
-            started = time.perf_counter()
-            run.execute(env=env)
-            times[path.stem[:2]] = round(time.perf_counter() - started, 1)
-            assert_learner_run(run.nb)
-            first = outputs(next(c for c in run.nb.cells if c.cell_type == "code"))
-            if path.name != "00_start_here.ipynb":
-                assert "`ebookstore up` is running" in first, first
-            alive = {p.pid for p in psutil.process_iter() if processes.environ(p).get("EBOOKSTORE_HOME") == str(home)}
-            assert store <= alive, f"{path.name} stopped a process of `ebookstore up`: {store - alive}"
-            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/ebooks", timeout=5) as answer:
-                assert answer.status == 200, f"the store no longer answers after {path.name}"
-        print("learner mode, seconds per notebook:", json.dumps(times), "total", round(sum(times.values()), 1))
-    finally:
-        down = subprocess.run([EBOOKSTORE, "down"], env=env, capture_output=True, text=True, timeout=60)
-        assert down.returncode == 0, down.stderr
 
 
 @pytest.mark.parametrize("name", ["12_reliability.ipynb"])  # the one that changed the kernel's environment

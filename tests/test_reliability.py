@@ -162,5 +162,8 @@ def test_a_worker_rides_out_a_redis_restart(stack):
     time.sleep(6)                       # the worker's commands fail meanwhile: it waits and tries again
     stack.redis()
     job = queues.get_queue("default", queues.connect(settings)).enqueue("ebookstore.course.demo_jobs.nap", 0)
-    wait_until(lambda: job.get_status(refresh=True) == "finished", 20, interval=0.2, what="the job after the restart")
+    try:
+        wait_until(lambda: job.get_status(refresh=True) == "finished", 20, interval=0.2, what="the job after the restart")
+    except TimeoutError as error:
+        raise AssertionError(f"{error}; the worker's log ends:\n{stack.log('steady')}") from None
     assert worker.is_running() and not processes.gone(worker), stack.log("steady")

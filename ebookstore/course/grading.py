@@ -113,6 +113,9 @@ class Context:
         os.environ.update(self._settings.to_env())
 
     def __enter__(self):
+        # What the check starts is stopped when it ends; the run tag finds most of it, but not a process that
+        # rewrites its environment (redis-server does, for its title): our new descendants are the rest.
+        self._children_before = {p.pid for p in _descendants()}
         self._saved_environment = {key: os.environ.get(key) for key in ISOLATED_VARIABLES}
         self._apply_environment()
         return self
@@ -120,6 +123,7 @@ class Context:
     def __exit__(self, *exc):
         try:
             self.stack.stop(timeout=2)
+            processes.stop([p for p in _descendants() if p.pid not in self._children_before], timeout=2)
         finally:
             saved, self._saved_environment = self._saved_environment, None
             for key, value in (saved or {}).items():
@@ -146,6 +150,13 @@ class Context:
         if func is None:
             raise Fail(f"{self.module.__name__} has no `{name}`: keep the names of the exercise file")
         return func
+
+
+def _descendants() -> list:
+    try:
+        return processes.psutil.Process().children(recursive=True)
+    except processes.psutil.Error:
+        return []
 
 
 def exercise_module(exercise: str, solutions: bool, root: Path | None = None):

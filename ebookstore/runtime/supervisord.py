@@ -220,8 +220,8 @@ def start(stack, progs: list[Program], kind: str = "up"):
     """
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     config = write_config(stack.settings, stack.log_dir, progs, kind)
-    sock = socket_path(stack.settings.home, kind)
-    sock.unlink(missing_ok=True)  # left by a supervisord that was killed: it would refuse to start
+    if not answers(stack.settings.home, kind):  # a running one is given back (Stack.start): keep its socket
+        socket_path(stack.settings.home, kind).unlink(missing_ok=True)  # a killed one's: would refuse to start
     return stack.start("supervisord" if kind == "up" else kind, argv(config),
                        ready=lambda: answers(stack.settings.home, kind))
 

@@ -9,6 +9,7 @@ learner's code and the job failed, the hint names the exception the job ended
 with (read from the job's result in Redis), never a log tail or a traceback.
 """
 import contextlib
+from email.message import EmailMessage
 import os
 import re
 import threading

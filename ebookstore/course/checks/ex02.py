@@ -69,8 +69,19 @@ def starts_redis_safely(ctx):
     start_redis = ctx.learner("start_redis")
     port, data_dir = processes.free_port(), ctx.settings.home / "learner-redis"
     server, _ = redis_server.find()
-    # The real redis-server, slow to start as on a busy machine: start_redis must wait for PING.
-    slow = _script(ctx, "slow-redis-server", f'#!/bin/sh\nsleep {SLOW_START}\nexec "{server}" "$@"\n')
+    # The real redis-server, slow to start as on a busy machine: start_redis must wait for PING. The script
+    # notes its PID (exec keeps it): redis-server overwrites its environment, so the run tag cannot find it,
+    # and an answer that overruns the time limit hands back its process to nobody.
+    pid_file = ctx.settings.home / "slow-redis-server.pid"
+    slow = _script(ctx, "slow-redis-server",
+                   f'#!/bin/sh\necho $$ > "{pid_file}"\nsleep {SLOW_START}\nexec "{server}" "$@"\n')
+    try:
+        _starts_redis_safely(start_redis, slow, port, data_dir, ctx)
+    finally:
+        _stop_started(pid_file, port)
+
+
+def _starts_redis_safely(start_redis, slow, port, data_dir, ctx):
     finished, process, error = call_with_time_limit(start_redis, str(slow), port, data_dir, 5.0, seconds=2.5)
     if not finished:
         raise Fail(f"a redis-server that answers after {SLOW_START} s kept start_redis (timeout=5) waiting over 2.5 s: "
@@ -97,6 +108,16 @@ def starts_redis_safely(ctx):
             raise Fail(f"keep Redis's files in data_dir ({data_dir}): --dir")
     finally:
         _stop(process)
+
+
+def _stop_started(pid_file, port: int) -> None:
+    """Stop the redis-server the slow script became, if it still runs (a late or lost answer left it)."""
+    try:
+        server = psutil.Process(int(pid_file.read_text()))
+        if str(port) in " ".join(server.cmdline()):  # still ours: a PID is reused only after it is gone
+            processes.stop([server], timeout=2)
+    except (OSError, ValueError, psutil.Error):
+        pass
 
 
 def start_redis_gives_up_in_time(ctx):
