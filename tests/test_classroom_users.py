@@ -144,9 +144,9 @@ def test_three_learners_on_one_server():
             peek = me.run(code=f"import os\ntry:\n    os.listdir({str(other.clone / 'var')!r})\n    print('read')\n"
                                "except PermissionError:\n    print('refused')\n")
             assert peek.stdout.strip() == "refused", peek.stdout + peek.stderr
-            # Another learner's port: killport says whose it is, and touches nothing.
+            # Another learner's port: killport says whose it is (on stderr: it failed), and touches nothing.
             killport = me.run("killport", str(ports[other.name]))
-            assert killport.returncode == 1 and other.name in killport.stdout, killport.stdout
+            assert killport.returncode == 1 and other.name in killport.stderr, killport.stdout + killport.stderr
 
         for learner in learners:
             down = learner.down()
