@@ -98,7 +98,7 @@ def kills_a_stubborn_process(ctx):
     if outcome != "killed":
         raise Fail(f"it needed SIGKILL, yet you returned {outcome!r}")
     if not timeout - 0.05 <= took <= timeout + 1.2:
-        raise Fail(f"with timeout {timeout} s the stop took {took:.2f} s: wait the `timeout` you are given for "
+        raise Fail(f"with timeout {timeout} s the stop took {took:.2f} s: wait the timeout you are given for "
                    "SIGTERM to work, no longer and no shorter")
 
 
