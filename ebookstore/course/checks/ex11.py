@@ -12,8 +12,6 @@ fewer than three ebooks sold), its figures compared with the ones computed here 
 sales themselves; with no `until`, under a time zone other than UTC; and the cron schedule
 must fire at 06:00, every day.
 """
-import os
-import time
 from collections import Counter
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
@@ -25,7 +23,7 @@ from rq import cron
 from rq.cron import CronJob
 
 from ebookstore import queues
-from ebookstore.course.checks.common import Fail, job_outcome
+from ebookstore.course.checks.common import Fail, job_outcome, local_time_zone
 
 UNTIL_AGO = timedelta(days=3)
 # (ebook id, hours before `until`): ebooks 1 "Background Jobs in Practice" ($19) and 2 "Redis for the
@@ -179,17 +177,8 @@ def counts_until_now_by_default(ctx):
     sales = [(4, now - timedelta(hours=1)), (3, now - timedelta(hours=23, minutes=30)),
              (1, now - timedelta(hours=25)), (2, now - timedelta(hours=30))]
     _replace_sales(ctx, sales)
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "IST-05:30"  # a local clock 5 h 30 ahead of UTC (a POSIX rule: no tz database needed)
-    time.tzset()
-    try:
+    with local_time_zone("IST-05:30"):  # a local clock 5 h 30 ahead of UTC (a POSIX rule: no tz database needed)
         got = daily_statistics()
-    finally:
-        if saved is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
     wrong = _judge(ctx, got, sales, catalogue, datetime.now(timezone.utc))
     if wrong:
         raise Fail(f"called with no `until`, on a machine whose clock is not on UTC: {wrong}. Default to now in "
