@@ -44,14 +44,15 @@ lab: setup
 
 # Unit and integration tests, then every notebook: in solutions mode (nbmake; see conftest.py) and,
 # in tests/test_learner_paths.py, as a learner would (untouched stubs, detours, `ebookstore up` beside).
-# Most tests wait (for processes, signals, retries), so TEST_WORKERS of them run at once (pytest-xdist),
+# Most tests wait (for processes, signals, retries), so TEST_WORKERS of them run at once (pytest-xdist;
+# work-stealing, as the notebook tests take 10-80 s each and would otherwise pile up on one worker),
 # each worker with a state folder and ports of its own; the `solo` tests, which load the machine or
 # measure a time, run afterwards, alone. Both parts run even if the first fails; make fails if either did.
 TEST_WORKERS ?= 4
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 test: setup
 	@$(BIN)/python -m compileall -q ebookstore tests solutions >/dev/null  # the course's own modules, likewise
-	@$(PYTEST) -n $(TEST_WORKERS) --dist load --durations=15 --nbmake --nbmake-timeout=60 -m "not solo" tests notebooks; \
+	@$(PYTEST) -n $(TEST_WORKERS) --dist worksteal --durations=15 --nbmake --nbmake-timeout=60 -m "not solo" tests notebooks; \
 	first=$$?; \
 	$(PYTEST) --durations=5 -m solo tests; \
 	second=$$?; \

@@ -32,7 +32,7 @@ def _processes_of(folder: Path) -> dict[int, psutil.Process]:
             and processes.environ(p).get("EBOOKSTORE_HOME", "").startswith(str(folder)) and not processes.gone(p)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": work-stealing interleaves modules, and each `up` costs seconds of CPU
 def store_up(stubs):  # noqa: F811
     """`ebookstore up` in a state folder of this xdist worker; the notebooks share its EBOOKSTORE_HOME."""
     state = Path(os.environ["EBOOKSTORE_HOME"]) / "beside-up"

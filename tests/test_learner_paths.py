@@ -34,7 +34,7 @@ def learner_env(home: Path, stubs: Path) -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stubs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("stubs")
     for module in grading.EXERCISES.values():

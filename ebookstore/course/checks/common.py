@@ -56,7 +56,7 @@ def job_outcome(job, log: str = "") -> str:
         return f"the job failed in the worker with {job_error(job)}"
     said = last_error(log)
     if said:
-        return f"the job is {status}: the worker stopped on {said}"
+        return f"the job is {status}; the last error in the worker's log: {said}"
     return f"the job is {status} after the worker ran"
 
 

@@ -181,7 +181,7 @@ def _run(ctx, weighted, counts):
             raise Fail(f"the {label} worker left the {missing} jobs waiting: it must read critical, default and low")
         raise Fail(f"the {label} worker did not run every job ({len(left)} left): "
                    f"{job_outcome(left[0], ctx.stack.log(label, 200))}")
-    if processes.wait_gone([proc], 2):
+    if processes.wait_gone([proc], 5):  # a burst worker's exit takes ~1 s idle, longer on a busy machine
         raise Fail(f"the {label} worker still runs with its queues empty: a burst worker exits when there is "
                    "nothing left to do (--burst)")
     names = {job.worker_name for job in jobs}
