@@ -184,6 +184,13 @@ def _run(ctx, weighted, counts):
     if processes.wait_gone([proc], 5):  # a burst worker's exit takes ~1 s idle, longer on a busy machine
         raise Fail(f"the {label} worker still runs with its queues empty: a burst worker exits when there is "
                    "nothing left to do (--burst)")
+    failed = [job for job in jobs if job.get_status() != "finished"]
+    if failed:
+        outcome = job_outcome(failed[0], ctx.stack.log(label, 200))
+        if any(word in outcome for word in ("pickle", "Pickl", "Deserializ", "JSON", "json")):
+            raise Fail(f"the {label} worker could not read the store's jobs ({short(outcome, 120)}): they are "
+                       "JSON, and a worker reads jobs with pickle unless told otherwise: --serializer json")
+        raise Fail(f"the {label} worker did not run every job ({len(failed)} failed): {outcome}")
     names = {job.worker_name for job in jobs}
     if names != {f"{ctx.stack.tag}.{label}"}:
         raise Fail(f"the jobs were run by a worker named {sorted(map(str, names))}, not the `name` you were given: "
