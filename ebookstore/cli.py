@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             store.PurchaseError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"ebookstore {args.command}: {store.shown(first, 300)}", file=sys.stderr)
-        if isinstance(error, StartError):
+        if isinstance(error, StartError) and str(error) != first:  # the rest of it: what to do, a log's tail
             print(str(error), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
