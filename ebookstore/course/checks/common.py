@@ -9,6 +9,7 @@ learner's code and the job failed, the hint names the exception the job ended
 with (read from the job's result in Redis), never a log tail or a traceback.
 """
 import contextlib
+import inspect
 from email.message import EmailMessage
 import os
 import re
@@ -27,6 +28,20 @@ def run_worker(ctx, name="worker"):
     """Run a real non-forking RQ worker until the queues are empty; return its log."""
     ctx.stack.worker(name, burst=True, simple=True).wait(timeout=10)
     return ctx.stack.log(name, 40)
+
+
+def call_arguments(func, args, kwargs) -> list | None:
+    """The values a job's `args` and `kwargs` give `func`'s parameters, in the signature's order (None if they
+    do not fit it): f(7) and f(purchase_id=7) are the same call, and a check compares calls, not their form."""
+    try:
+        return list(inspect.signature(func).bind(*args, **kwargs).arguments.values())
+    except (TypeError, ValueError):
+        return None
+
+
+def shown_call(job) -> str:
+    """A job's arguments as its call writes them: "7, period='daily'"."""
+    return ", ".join([*map(repr, job.args), *(f"{name}={value!r}" for name, value in job.kwargs.items())])
 
 
 def short(text, limit: int = 160) -> str:

@@ -8,6 +8,9 @@ from ebookstore import mail, queues, store
 from ebookstore.course.checks.common import Fail, job_data, job_outcome, local_time_zone, run_worker, short
 
 
+GAP_ID = 42  # an ebook the check adds, after a gap in the ids
+
+
 def _is_price_tag_of(ctx, job, ebook_id, what="the job"):
     """Fail unless `job` is price_tag(ebook_id), stored as JSON."""
     if job is None or not hasattr(job, "id"):
@@ -25,23 +28,29 @@ def _is_price_tag_of(ctx, job, ebook_id, what="the job"):
 def enqueues_a_json_job_on_default(ctx):
     """enqueue_price_tag puts price_tag(ebook_id) on "default", as JSON"""
     enqueue_price_tag = ctx.learner("enqueue_price_tag")
-    first, second = enqueue_price_tag(ctx.redis, 2), enqueue_price_tag(ctx.redis, 3)
-    if first is not None and second is not None and getattr(first, "id", 1) == getattr(second, "id", 2):
-        raise Fail(f"two calls (ebooks 2 and 3) gave the same job, {first.id!r}: the second replaced the first. Each "
-                   "call enqueues a job of its own (let RQ choose the job id)")
-    for job, ebook_id in ((first, 2), (second, 3)):
+    # The same ebook twice, too: a job id made from the ebook id would make the third call replace the first.
+    calls = [(2, enqueue_price_tag(ctx.redis, 2)), (3, enqueue_price_tag(ctx.redis, 3)),
+             (2, enqueue_price_tag(ctx.redis, 2))]
+    ids = [getattr(job, "id", index) for index, (_, job) in enumerate(calls)]
+    if len(set(ids)) < len(ids):
+        raise Fail(f"three calls (ebooks 2, 3, then 2 again) gave the job ids {ids}: a later call replaced an "
+                   "earlier one. Each call enqueues a job of its own (let RQ choose the job id)")
+    for ebook_id, job in calls:
         _is_price_tag_of(ctx, job, ebook_id)
         if job.origin != "default":
             raise Fail(f"the job went to queue {job.origin!r}; it belongs on 'default'")
     queued = queues.get_queue("default", ctx.redis).job_ids
-    if first.id == second.id or sorted(queued) != sorted([first.id, second.id]):
-        raise Fail(f"two calls (ebooks 2 and 3) left {len(queued)} job(s) on 'default': each call enqueues a job of "
-                   "its own (let RQ choose the job id)")
+    if sorted(queued) != sorted(ids):
+        raise Fail(f"three calls (ebooks 2, 3, then 2 again) left {len(queued)} job(s) on 'default': each call "
+                   "enqueues a job of its own (let RQ choose the job id)")
 
 
 def price_tag_reads_current_data(ctx):
     """price_tag, run by a worker, reads the price when it runs"""
-    jobs = {ebook_id: ctx.learner("enqueue_price_tag")(ctx.redis, ebook_id) for ebook_id in (2, 3)}
+    with closing(ctx.db()) as conn:  # ids have gaps: an ebook's id is not its place in a list
+        conn.execute(f"INSERT INTO ebooks (id, seller_id, title, price_cents) VALUES ({GAP_ID}, 3, 'Ids Have Gaps', 700)")
+        conn.commit()
+    jobs = {ebook_id: ctx.learner("enqueue_price_tag")(ctx.redis, ebook_id) for ebook_id in (2, 3, GAP_ID)}
     with closing(ctx.db()) as conn:  # the prices change after the enqueue, before the jobs run
         conn.execute("UPDATE ebooks SET price_cents = 4242 WHERE id = 2")
         conn.execute("UPDATE ebooks SET price_cents = 1200 WHERE id = 3")
@@ -57,6 +66,17 @@ def price_tag_reads_current_data(ctx):
             raise Fail(f"price_tag({ebook_id}) returned {result!r}; expected the title and the price at run time, "
                        f"{expected[ebook_id]!r}: read them when the job runs, from the store's database at "
                        "Settings.from_env().database_path, and format the price with mail.money")
+    # The same process runs the job twice (a SimpleWorker, a notebook), the price changing in between.
+    price_tag = ctx.learner("price_tag")
+    price_tag(2)
+    with closing(ctx.db()) as conn:
+        conn.execute("UPDATE ebooks SET price_cents = 2500 WHERE id = 2")
+        conn.commit()
+        now = next(f"{e['title']}: {mail.money(e['price_cents'])}" for e in store.ebooks(conn) if e["id"] == 2)
+    again = price_tag(2)
+    if again != now:
+        raise Fail(f"price_tag(2), run again in the same process after the price changed, returned {again!r}, "
+                   f"not {now!r}: read the database each time the job runs, and keep nothing from one run to the next")
 
 
 def schedules_a_job(ctx):

@@ -11,8 +11,9 @@ from redis import Redis
 from rq.registry import ScheduledJobRegistry
 
 from ebookstore import mail, queues, store
-from ebookstore.course.checks.common import (Fail, body, delivered_emails, job_data, job_outcome, local_time_zone,
-                                             run_worker, short)
+from ebookstore.jobs import statistics_report
+from ebookstore.course.checks.common import (Fail, body, call_arguments, delivered_emails, job_data, job_outcome,
+                                             local_time_zone, run_worker, short, shown_call)
 from ebookstore.runtime import processes
 
 
@@ -61,8 +62,9 @@ def buy_enqueues_and_answers_at_once(ctx):
     if len(queued["critical"]) != 1 or queued["default"] or queued["low"]:
         raise Fail(f"expected exactly one job on 'critical'; the queues hold {queued}")
     job = queues.get_queue("critical", ctx.redis).fetch_job(queued["critical"][0])
-    if not job.func_name.endswith(".purchase_notification") or list(job.args) != [purchase["id"]]:
-        args = short(", ".join(map(repr, job.args)), 60)
+    called_with = call_arguments(ctx.learner("purchase_notification"), job.args, job.kwargs)
+    if not job.func_name.endswith(".purchase_notification") or called_with != [purchase["id"]]:
+        args = short(shown_call(job), 60)
         raise Fail(f"the job is {job.func_name.rsplit('.', 1)[-1]}({args}): enqueue purchase_notification with "
                    "the purchase's id, and only the id (the worker loads the purchase when it runs)")
 
@@ -150,8 +152,10 @@ def schedules_the_statistics_report(ctx):
     data = job_data(ctx.redis, job)
     if data is None:
         raise Fail("the job is not JSON: create the Queue with serializer=JSONSerializer")
-    if job.func_name != "ebookstore.jobs.statistics_report" or list(job.args) != ["daily"]:
-        raise Fail(f"the job is {job.func_name}{tuple(job.args)}: schedule ebookstore.jobs.statistics_report(period)")
+    if job.func_name != "ebookstore.jobs.statistics_report" or \
+            call_arguments(statistics_report, job.args, job.kwargs) != ["daily"]:
+        raise Fail(f"the job is {job.func_name}({short(shown_call(job), 60)}): schedule "
+                   "ebookstore.jobs.statistics_report(period)")
     off = (registry.get_scheduled_time(job.id) - at).total_seconds()
     if abs(off) > 1:
         raise Fail(f"the job is due {off:+,.0f} s from the time you were given ({at.isoformat(timespec='seconds')}): "

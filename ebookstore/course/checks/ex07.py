@@ -2,9 +2,11 @@
 
 The processes stop_gracefully is tried on write down every SIGTERM they get, so
 the check sees which signal came, in which order, and when: one exits on
-SIGTERM, the other ignores it and needs SIGKILL. One of them is not the grader's
-child but a grandchild that its parent has the kernel reap at once: an answer that can only
-wait for its own children (os.waitpid), or that counts only zombies as exited, shows.
+SIGTERM, the other ignores it and needs SIGKILL. Two of them are not the grader's
+children but grandchildren: one that its parent has the kernel reap at once, and one whose
+parent never waits for it, so that it stays a zombie. An answer that can only wait for its
+own children (os.waitpid), that counts only zombies as exited, or that counts a zombie as
+still running (psutil's wait() on another's child, pid_exists) shows.
 
 The worker runs as a real process with its stdout block-buffered, as when it writes to
 a pipe (unflushed lines stay unseen), its stderr apart, and what run_worker returned
@@ -27,6 +29,11 @@ REAPER = ("import signal, subprocess, sys, time\n"
           "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
           "subprocess.Popen([sys.executable, '-c', *sys.argv[1:]])\n"
           "time.sleep(60)\n")
+# A parent that starts a signal_logger and never waits for it: once the child exits it stays a zombie
+# (exited, not reaped) until this parent ends. Nobody but its parent could reap it.
+NEGLECTER = ("import subprocess, sys, time\n"
+             "child = subprocess.Popen([sys.executable, '-c', *sys.argv[1:]])\n"
+             "time.sleep(60)\n")
 
 # Runs the learner's run_worker as `python -m exercises.ex07_…` would, but with stdout block-buffered
 # (PYTHONUNBUFFERED or not), stderr into a file of its own, and the returned value written down.
@@ -41,10 +48,12 @@ WORKER = ("import importlib, io, os, sys\n"
           "sys.exit(status if isinstance(status, int) else 3)\n")
 
 
-def _reaped_logger(ctx, marker):
-    """A signal_logger whose parent (not us) reaps it at once; returns (parent, the logger)."""
+def _grandchild_logger(ctx, marker, parent_script=REAPER):
+    """A signal_logger whose parent (not us) runs `parent_script`: REAPER reaps it at once, NEGLECTER never does.
+
+    Returns (parent, the logger)."""
     name = f"signals-{marker}"
-    argv = [sys.executable, "-c", REAPER, specimens.SIGNAL_LOGGER, "0", "exit", marker]
+    argv = [sys.executable, "-c", parent_script, specimens.SIGNAL_LOGGER, "0", "exit", marker]
     parent = ctx.stack.start(name, argv, ready=lambda: "ready" in ctx.stack.log(name))
     return parent, parent.children()[0]
 
@@ -68,8 +77,9 @@ def _stop(ctx, pid, timeout):
 def stops_a_polite_process(ctx):
     """stop_gracefully: a process that exits on SIGTERM is "terminated", quickly"""
     proc = specimens.signal_logger(ctx.stack, "polite")  # our child: a zombie until we reap it
-    _, reaped = _reaped_logger(ctx, "reaped")  # another's child: gone as soon as it exits
-    for marker, target in (("polite", proc), ("reaped", reaped)):
+    _, reaped = _grandchild_logger(ctx, "reaped")  # another's child: gone as soon as it exits
+    _, neglected = _grandchild_logger(ctx, "neglected", NEGLECTER)  # another's child: a zombie once it exits
+    for marker, target in (("polite", proc), ("reaped", reaped), ("neglected", neglected)):
         outcome, took = _stop(ctx, target.pid, 2.0)
         if not processes.gone(target):
             raise Fail("the process still runs after stop_gracefully returned")
