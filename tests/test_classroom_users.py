@@ -110,6 +110,7 @@ class Learner:
         return self.run("down")
 
 
+@pytest.mark.timeout(300)  # three learners' `up` and check at once: 50 s idle, 130 s seen beside the parallel tests
 def test_three_learners_on_one_server():
     base = Path(tempfile.mkdtemp(prefix="ebookstore-classroom-", dir="/tmp"))  # pytest's tmp is root's only
     base.chmod(0o755)
