@@ -27,12 +27,12 @@ from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 def _import_the_store() -> None:
     """Import what the commands run on (Flask, redis-py, RQ: over a second on a busy machine) once the
     command line is known to be right: a mistake in it is answered at once."""
-    global AuthenticationError, RedisError, jobs, mail, queues, workers, redis_server
+    global AuthenticationError, RedisError, backends, jobs, mail, queues, workers, redis_server
     global START_TIMEOUT, Stack, StartError, clear_scheduler_locks, new_tag, require_free, stop_everything
     global dashboard_credentials
     from redis.exceptions import AuthenticationError, RedisError
 
-    from ebookstore import jobs, mail, queues, workers
+    from ebookstore import backends, jobs, mail, queues, workers
     from ebookstore.runtime import redis_server
     from ebookstore.runtime.stack import (START_TIMEOUT, Stack, StartError, clear_scheduler_locks, new_tag,
                                           require_free, stop_everything)
@@ -239,7 +239,9 @@ def cmd_cron(args, settings: Settings) -> int:
 
 def cmd_buy(args, settings: Settings) -> int:
     with closing(store.connect(settings.database_path)) as conn:
-        purchase = jobs.buy_and_notify(conn, queues.connect(settings), args.buyer_id, args.ebook_id)
+        connection = queues.connect(settings)
+        purchase = jobs.buy_and_notify(conn, connection, args.buyer_id, args.ebook_id,
+                                       backend=backends.get(settings, connection))
     print(json.dumps(purchase, indent=2))
     if not purchase["jobs"]:
         print("warning: Redis did not answer; the emails were not queued", file=sys.stderr)
