@@ -29,7 +29,8 @@ def queue_backend(value: str | None) -> str:
     """The queue backend `value` names ("" or None: rq); ValueError naming the known ones if it is none of them."""
     name = (value or "rq").strip().lower()
     if name not in QUEUE_BACKENDS:
-        raise ValueError(f"unknown queue backend {value!r}; known backends: {', '.join(QUEUE_BACKENDS)}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"  # never echo a huge value whole
+        raise ValueError(f"unknown queue backend {shown}; known backends: {', '.join(QUEUE_BACKENDS)}")
     return name
 
 

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
+import psutil
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ebookstore import queues
@@ -165,3 +169,55 @@ class DramatiqBackend(Backend):
 BACKENDS: dict[str, type[Backend]] = {"rq": RQBackend, "celery": CeleryBackend, "dramatiq": DramatiqBackend,
                                       "inline": InlineBackend}
 assert tuple(BACKENDS) == KNOWN
+
+
+# -- the worker side: each library's own worker program ----------------------------------------------
+CELERY_APP = "ebookstore.backends.celery_app"
+DRAMATIQ_BROKER = "ebookstore.backends.dramatiq_app"
+# What each program writes to its log once it takes jobs (Dramatiq: once per worker process).
+READY_LINES = {"celery": " ready.", "dramatiq": "Worker process is ready for action."}
+
+
+def worker_argv(settings: Settings, count: int, name: str, shutdown_grace: float = 25) -> list[str] | None:
+    """The command of the worker program of `settings`' backend, with `count` worker processes; None for inline.
+
+    RQ's (several `rq worker`s) is workers.worker_argv. Celery: one `celery worker` named `name`, whose
+    prefork pool forks `count` processes. Dramatiq: one `dramatiq` main process that forks `count`
+    worker processes of one thread each, given `shutdown_grace` s to finish their messages when stopped.
+    Neither holds the Redis password on its command line: the apps read REDIS_URL from the environment.
+    """
+    bin_dir = Path(sys.executable).parent
+    queue_names = queues.load_config().names
+    if settings.queue_backend == "celery":
+        return [str(bin_dir / "celery"), "-A", CELERY_APP, "worker", "--pool", "prefork", "--concurrency", str(count),
+                "--queues", ",".join(queue_names), "--hostname", f"{name}@127.0.0.1", "--loglevel", "INFO",
+                "--without-gossip", "--without-mingle"]
+    if settings.queue_backend == "dramatiq":
+        return [str(bin_dir / "dramatiq"), DRAMATIQ_BROKER, "--processes", str(count), "--threads", "1",
+                "--queues", *queue_names, "--worker-shutdown-timeout", str(int(shutdown_grace * 1000))]
+    if settings.queue_backend == "inline":
+        return None
+    raise ValueError(f"the {settings.queue_backend} backend's workers are `rq worker`s: see workers.worker_argv")
+
+
+def ready_in_log(backend: str, log_text: str, count: int) -> bool:
+    """Whether a Celery or Dramatiq worker program's log says it (all `count` of its processes) takes jobs."""
+    needed = 1 if backend == "celery" else count
+    return log_text.count(READY_LINES[backend]) >= needed
+
+
+def role(proc: psutil.Process) -> str:
+    """What a Celery or Dramatiq process is ("" for any other): its main process or one it forked."""
+    try:
+        command = proc.cmdline()
+        program = next((os.path.basename(w) for w in command[:3] if os.path.basename(w) in ("celery", "dramatiq")),
+                       None)
+        if program is None:
+            return ""
+        parent = proc.parent()
+        forked = parent is not None and parent.cmdline() == command
+    except psutil.Error:
+        return ""
+    if program == "celery":
+        return "celery pool process" if forked else "celery worker"
+    return "dramatiq worker process" if forked else "dramatiq main"
