@@ -19,10 +19,10 @@ once; the store's per-email claim (claims.py) makes each email exactly once on a
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import sys
 from pathlib import Path
+from pkgutil import resolve_name
 from typing import Any, Callable
 
 import psutil
@@ -55,12 +55,6 @@ class Call:
 
 def path_of(func: Callable | str) -> str:
     return func if isinstance(func, str) else f"{func.__module__}.{func.__qualname__}"
-
-
-def resolve(path: str) -> Callable:
-    """The job function at import path `path` ("package.module.function")."""
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def get(settings: Settings | None = None, connection=None) -> "Backend":
@@ -126,7 +120,7 @@ class InlineBackend(Backend):
 
     def enqueue(self, calls: list[Call], pipeline=None) -> list[str]:
         for call in calls:
-            resolve(call.func)(*call.args, **call.kwargs)
+            resolve_name(call.func)(*call.args, **call.kwargs)
         return [call.job_id for call in calls]
 
 

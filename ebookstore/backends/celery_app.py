@@ -21,11 +21,11 @@ The settings below are the ones the course's lessons need, each in Celery's own 
 from __future__ import annotations
 
 import functools
+from pkgutil import resolve_name
 
 from celery import Celery
 
 from ebookstore import queues, retries
-from ebookstore.backends import resolve
 from ebookstore.config import Settings
 
 KEY_PREFIX = "celery:"
@@ -44,7 +44,7 @@ def app_for(redis_url: str) -> Celery:
         worker_redirect_stdouts_level="INFO",
     )
     for path, queue in queues.load_config().jobs.items():
-        app.task(resolve(path), name=path, queue=queue, autoretry_for=(Exception,),
+        app.task(resolve_name(path), name=path, queue=queue, autoretry_for=(Exception,),
                  dont_autoretry_for=(retries.PermanentError,), max_retries=5, retry_backoff=5,
                  retry_backoff_max=600, retry_jitter=True)
     return app

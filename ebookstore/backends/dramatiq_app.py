@@ -13,12 +13,12 @@ back-off (https://dramatiq.io/cookbook.html#retries). Redis keys live under `dra
 from __future__ import annotations
 
 import functools
+from pkgutil import resolve_name
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from ebookstore import queues, retries
-from ebookstore.backends import resolve
 from ebookstore.config import Settings
 
 NAMESPACE = "dramatiq"
@@ -29,7 +29,7 @@ def broker_for(redis_url: str) -> RedisBroker:
     """The store's Dramatiq broker on the Redis at `redis_url` (one per URL and process), its actors declared."""
     broker = RedisBroker(url=redis_url, namespace=NAMESPACE, socket_connect_timeout=2, socket_timeout=10)
     for path, queue in queues.load_config().jobs.items():
-        dramatiq.actor(resolve(path), actor_name=path, queue_name=queue, broker=broker, max_retries=5,
+        dramatiq.actor(resolve_name(path), actor_name=path, queue_name=queue, broker=broker, max_retries=5,
                        min_backoff=5_000, max_backoff=600_000, throws=(retries.PermanentError,))
     return broker
 
