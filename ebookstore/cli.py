@@ -159,7 +159,7 @@ def cmd_status(args, settings: Settings) -> int:
         proc = psutil.Process(row["pid"])
         env = processes.environ(proc)
         what = env.get(PROCESS_NAME, "")
-        role = processes.role(proc) or backends.role(proc)
+        role = processes.role(proc) or processes.library_role(proc)
         if role and role != "worker":  # a worker's horse or scheduler child has the worker's command line
             what = f"{what} {role}".strip()
         print(f"{env.get(RUN_TAG, ''):<12} {what:<32} {listening.get(row['pid'], ''):>6} {line}")

@@ -7,6 +7,7 @@ once), cron's daily job run by that backend's workers, and `down` leaves no proc
 import collections
 import json
 import os
+import signal
 from contextlib import closing
 from pathlib import Path
 
@@ -84,9 +85,35 @@ def test_up_runs_the_store_jobs_on_the_backends_own_workers_each_email_once(cli_
                what="the purchases' emails to settle")
     assert settled[-1] == dict.fromkeys(purchase_keys(ids), 1), settled[-1]
 
+    if backend != "rq":  # RQ's kill -9 cases: tests/test_cli.py, test_reliability.py
+        _main_killed_and_replaced(env)
+        web = f"http://127.0.0.1:{env['EBOOKSTORE_WEB_PORT']}"
+        code, body = http("POST", f"{web}/api/purchases", {"buyer_id": 2, "ebook_id": 1})
+        assert code == 201, body
+        again = purchase_keys([json.loads(body)["id"]])
+        wait_until(lambda: again <= set(email_keys(env)), 30, interval=0.3, what="emails after the restart")
+
     down = run(env, "down", timeout=90)
     assert down.returncode == 0, down.stdout + down.stderr
     assert course_processes(env["EBOOKSTORE_HOME"]) == []
+
+
+def _main_killed_and_replaced(env):
+    """kill -9 of the worker program's main process: supervisord starts a new one, and no process of the old
+    one is left taking jobs unsupervised (Celery's pool exits by itself; Dramatiq's is told to finish and exit)."""
+    def workers():
+        found = [p for p in course_processes(env["EBOOKSTORE_HOME"])
+                 if processes.environ(p).get(processes.PROCESS_NAME) == "worker-1"]
+        return {p.pid: processes.library_role(p) for p in found if not processes.gone(p)}
+    old_main, = [pid for pid, role in workers().items() if role in ("celery worker", "dramatiq main")]
+    os.kill(old_main, signal.SIGKILL)
+
+    def replaced():
+        roles = workers()
+        return old_main not in roles and not any("orphaned" in r for r in roles.values()) and \
+            sorted(roles.values()) == sorted(r for r, n in WORKER_ROLES[env["EBOOKSTORE_QUEUE_BACKEND"]].items()
+                                             for _ in range(n))
+    wait_until(replaced, 40, interval=0.3, what=f"a new worker program and no orphan: {workers()}")
 
 
 def worker_roles(status: str) -> collections.Counter:

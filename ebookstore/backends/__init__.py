@@ -25,7 +25,6 @@ from pathlib import Path
 from pkgutil import resolve_name
 from typing import Any, Callable
 
-import psutil
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ebookstore import queues
@@ -199,19 +198,3 @@ def ready_in_log(backend: str, log_text: str, count: int) -> bool:
     needed = 1 if backend == "celery" else count
     return log_text.count(READY_LINES[backend]) >= needed
 
-
-def role(proc: psutil.Process) -> str:
-    """What a Celery or Dramatiq process is ("" for any other): its main process or one it forked."""
-    try:
-        command = proc.cmdline()
-        program = next((os.path.basename(w) for w in command[:3] if os.path.basename(w) in ("celery", "dramatiq")),
-                       None)
-        if program is None:
-            return ""
-        parent = proc.parent()
-        forked = parent is not None and parent.cmdline() == command
-    except psutil.Error:
-        return ""
-    if program == "celery":
-        return "celery pool process" if forked else "celery worker"
-    return "dramatiq worker process" if forked else "dramatiq main"

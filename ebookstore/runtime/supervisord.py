@@ -39,6 +39,7 @@ its programs running unsupervised, and `ebookstore up` stops them and starts the
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -47,6 +48,8 @@ import sys
 import tempfile
 import xmlrpc.client
 from pathlib import Path
+
+import psutil
 
 from ebookstore import credentials
 from ebookstore.config import Settings
@@ -255,6 +258,13 @@ def worker_main(rq_argv: list[str]) -> None:
     # work-horse, orphaned too, is left to finish the job it runs (it then exits by itself).
     leftovers = [p for p in processes.tagged(tag, slot) if processes.role(p) == "scheduler (orphaned)"]
     processes.stop(leftovers, timeout=3)
+    # A killed Dramatiq main process leaves its worker processes running, each still taking messages:
+    # ask them to finish the message in hand and exit (SIGTERM, Dramatiq's graceful stop), and not wait.
+    # (Celery's pool processes notice their main process is gone and exit by themselves.)
+    for orphan in processes.tagged(tag, slot):
+        if processes.library_role(orphan) == "dramatiq worker process (orphaned)":
+            with contextlib.suppress(psutil.Error):
+                orphan.terminate()
     argv = [word.replace(WORKER_NAME, f"{tag}.{slot}.{os.getpid()}") for word in rq_argv]
     print(f"{slot} (PID {os.getpid()}) becomes: {shlex.join(argv)}", flush=True)
     os.execv(argv[0], argv)
