@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ebookstore import backends, jobs, mail, store
+from ebookstore import backends, jobs, mail, outbox, store
 from ebookstore.config import Settings
 from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
@@ -183,3 +183,27 @@ def test_every_backend_is_known_to_the_adapter_and_the_settings():
     assert Path(backends.__file__).parent.name == "backends"
     assert os.path.basename(backends.worker_argv(Settings.from_env({"EBOOKSTORE_QUEUE_BACKEND": "celery"}),
                                                  2, "w")[0]) == "celery"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("backend", ["celery", "dramatiq"])
+def test_purchases_while_redis_is_down_are_sent_by_the_backend_once_it_is_back(stack, backend):
+    """The outbox works on every backend: a purchase answers while Redis is down (its job recorded, not
+    queued), the relay enqueues it through the adapter once Redis is back, that backend's workers send it."""
+    settings = stack.settings.replace(external_redis_url=None, redis_port=processes.free_port(), queue_backend=backend)
+    stack.settings = settings
+    stack.redis()
+    backend_of_the_store = backends.get(settings)
+    stack.stop("redis")
+    with closing(store.connect(settings.database_path)) as conn:
+        purchases = [jobs.buy_and_notify(conn, None, 1, ebook, backend=backend_of_the_store) for ebook in (1, 2)]
+        assert [p["jobs"] for p in purchases] == [[], []]  # not queued (and no waiting for Redis)…
+        assert [row["job_id"] for row in outbox.pending(conn)] == [jobs.notification_job_id(p["id"]) for p in purchases]
+    stack.redis()
+    stack.relay()
+    stack.start("worker-1", backends.worker_argv(settings, 1, f"{stack.tag}.worker-1"))
+    ids = [p["id"] for p in purchases]
+    wait_until(lambda: purchase_keys(ids) <= {m["key"] for m in mail.outbox(settings)}, 30,
+               what=f"the outbox's emails, sent by {backend}")
+    with closing(store.connect(settings.database_path)) as conn:
+        assert outbox.pending(conn) == []

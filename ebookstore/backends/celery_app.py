@@ -40,7 +40,8 @@ def app_for(redis_url: str) -> Celery:
         task_default_queue="default",
         task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
         task_publish_retry=False, broker_connection_timeout=2, broker_connection_retry_on_startup=True,
-        broker_transport_options={"global_keyprefix": KEY_PREFIX, "socket_connect_timeout": 2, "socket_timeout": 10},
+        broker_transport_options={"global_keyprefix": KEY_PREFIX, "socket_connect_timeout": 2, "socket_timeout": 10,
+                                  "max_retries": 0},  # a publish that finds Redis down fails at once (the outbox keeps it)
         worker_redirect_stdouts_level="INFO",
     )
     for path, queue in queues.load_config().jobs.items():
