@@ -92,6 +92,7 @@ class Context:
             home=home, redis_port=processes.free_port(), web_port=processes.free_port(),
             smtp_port=processes.free_port(), external_redis_url=None, database=None, smtp_url=None,
             mail_delay=0.0, inline_emails=False, dashboard_user="tutor", dashboard_password="check-password",
+            queue_backend="rq",  # the exercises are RQ's: a learner's EBOOKSTORE_QUEUE_BACKEND must not change them
         )
         self.stack = Stack(self._settings, tag=tag, stop_at_exit=False, cwd=root or PROJECT_ROOT,
                            preload=(demo_jobs.__name__,))
