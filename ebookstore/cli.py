@@ -367,7 +367,7 @@ def backend_name(text: str) -> str:
 
 
 def exercise_id(text: str) -> str:
-    """An exercise the grader knows: ex01 … ex12."""
+    """An exercise the grader knows: ex01 … ex13."""
     from ebookstore.course.grading import EXERCISES  # the course's, only for the commands that grade
     if text not in EXERCISES:
         raise argparse.ArgumentTypeError(f"unknown exercise {store.shown(text)}; exercises: {', '.join(EXERCISES)}")
@@ -443,7 +443,7 @@ def parser() -> argparse.ArgumentParser:
     killport.add_argument("--timeout", type=seconds, default=5.0, help="seconds between SIGTERM and SIGKILL")
     killport.set_defaults(func=cmd_killport)
     check = sub.add_parser("check", help="grade exercises: ebookstore check ex04 [--solutions]")
-    check.add_argument("exercises", nargs="*", type=exercise_id, help="ex01 … ex12, e.g. ex01 ex04 (default: all)")
+    check.add_argument("exercises", nargs="*", type=exercise_id, help="ex01 … ex13, e.g. ex01 ex04 (default: all)")
     check.add_argument("--solutions", action="store_true", help="grade solutions/ instead of exercises/")
     check.add_argument("--all", action="store_true", help="a progress summary over every exercise")
     check.add_argument("--exercises", dest="exercises_folder", metavar="PATH", type=folder,

@@ -26,7 +26,7 @@ from rq.exceptions import DeserializationError
 from ebookstore import queues, store
 from ebookstore.config import PROJECT_ROOT, Settings
 from ebookstore.course import demo_jobs
-from ebookstore.course.checks import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09, ex10, ex11, ex12
+from ebookstore.course.checks import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09, ex10, ex11, ex12, ex13
 from ebookstore.course.checks.common import Fail
 from ebookstore.runtime import processes
 from ebookstore.runtime.stack import Stack, new_tag
@@ -44,12 +44,14 @@ EXERCISES = {  # exercise id -> module name in exercises/ and solutions/
     "ex10": "ex10_errors_and_retries",
     "ex11": "ex11_final_integration",
     "ex12": "ex12_reliability",
+    "ex13": "ex13_other_job_libraries",
 }
 
 CHECKS = {  # exercise id -> the checks run_exercise runs, in order
     "ex01": ex01.CHECKS, "ex02": ex02.CHECKS, "ex03": ex03.CHECKS, "ex04": ex04.CHECKS,
     "ex05": ex05.CHECKS, "ex06": ex06.CHECKS, "ex07": ex07.CHECKS, "ex08": ex08.CHECKS,
     "ex09": ex09.CHECKS, "ex10": ex10.CHECKS, "ex11": ex11.CHECKS, "ex12": ex12.CHECKS,
+    "ex13": ex13.CHECKS,
 }
 
 
