@@ -188,13 +188,13 @@ def cmd_workers(args, settings: Settings) -> int:
     from ebookstore.runtime import supervisord
     if args.to_catcher:  # the Procfile's mail process, on this user's SMTP port
         settings = settings.replace(smtp_url=f"smtp://127.0.0.1:{settings.smtp_port}")
-    stack = _cli_stack(settings)
-    _wait_for_redis(stack)
     progs = supervisord.programs(settings, args.count or settings.workers, weighted=args.weighted, names={"workers"})
     if not progs:
         print("ebookstore workers: EBOOKSTORE_QUEUE_BACKEND=inline runs each job in the process that enqueues it: "
               "there are no workers to run", file=sys.stderr)
         return 2
+    stack = _cli_stack(settings)
+    _wait_for_redis(stack)
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     config = supervisord.write_config(settings, stack.log_dir, progs, kind="workers")
     supervisord.socket_path(settings.home, "workers").unlink(missing_ok=True)

@@ -207,3 +207,9 @@ def test_purchases_while_redis_is_down_are_sent_by_the_backend_once_it_is_back(s
                what=f"the outbox's emails, sent by {backend}")
     with closing(store.connect(settings.database_path)) as conn:
         assert outbox.pending(conn) == []
+
+
+def test_workers_with_the_inline_backend_says_there_are_none_to_run(cli_env):  # noqa: F811
+    result = run({**cli_env, "EBOOKSTORE_QUEUE_BACKEND": "inline"}, "workers")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no workers" in result.stderr, result
+    assert course_processes(cli_env["EBOOKSTORE_HOME"]) == []
