@@ -83,7 +83,10 @@ def cmd_up(args, settings: Settings) -> int:
     user, password = dashboard_credentials(settings)
     print(f"ebookstore is up under supervisord (run tag {stack.tag}); logs in {stack.log_dir}")
     print(f"  store      {settings.web_url}/")
-    print(f"  dashboard  {settings.web_url}/jobs/   user {user}  password {password}")
+    if settings.queue_backend == "rq":
+        print(f"  dashboard  {settings.web_url}/jobs/   user {user}  password {password}")
+    else:  # rq-dashboard reads RQ's queues only
+        print(f"  dashboard  none for {settings.queue_backend} (the one at /jobs/ shows RQ's queues)")
     if "redis" in {p.name for p in progs}:
         print(f"  redis      {settings.redis_url_shown}  ({kind} {server}, version {redis_server.version(server)})")
         print(f"             password in {settings.home / 'redis-password'}; redis-cli reads it from REDISCLI_AUTH")
