@@ -19,7 +19,6 @@ once; the store's per-email claim (claims.py) makes each email exactly once on a
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from pkgutil import resolve_name
