@@ -68,6 +68,7 @@ SLOW_FIRST = (
     "tests/test_learner_paths.py",
     "tests/test_classroom_users.py",
     "tests/test_cli.py::test_up",
+    "tests/test_backends.py::test_up",
     "tests/test_grade.py",
     "notebooks/",
     "tests/test_correct_answers.py",

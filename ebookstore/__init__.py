@@ -11,6 +11,7 @@ The store (this folder)
   queues        queue configuration (queues.toml), Redis connection, enqueueing (JSON)
   jobs          the background jobs workers run, and the purchase flow that enqueues them
   outbox        jobs recorded in the purchase's transaction, relayed to Redis
+  backends/     the queue adapter: EBOOKSTORE_QUEUE_BACKEND picks RQ, Celery, Dramatiq or inline
   retries       retry policies, permanent failures, the retries-exhausted hook
   workers       StoreWorker (fast recovery) and WeightedWorker (Sidekiq-style weights)
   cron, cron_config   periodic jobs with RQ's cron

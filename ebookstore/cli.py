@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from ebookstore import store
-from ebookstore.config import Settings
+from ebookstore.config import Settings, queue_backend
 from ebookstore.credentials import private_home
 from ebookstore.runtime import processes
 from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
@@ -27,12 +27,12 @@ from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 def _import_the_store() -> None:
     """Import what the commands run on (Flask, redis-py, RQ: over a second on a busy machine) once the
     command line is known to be right: a mistake in it is answered at once."""
-    global AuthenticationError, RedisError, jobs, mail, queues, workers, redis_server
+    global AuthenticationError, RedisError, backends, jobs, mail, queues, workers, redis_server
     global START_TIMEOUT, Stack, StartError, clear_scheduler_locks, new_tag, require_free, stop_everything
     global dashboard_credentials
     from redis.exceptions import AuthenticationError, RedisError
 
-    from ebookstore import jobs, mail, queues, workers
+    from ebookstore import backends, jobs, mail, queues, workers
     from ebookstore.runtime import redis_server
     from ebookstore.runtime.stack import (START_TIMEOUT, Stack, StartError, clear_scheduler_locks, new_tag,
                                           require_free, stop_everything)
@@ -53,7 +53,8 @@ def cmd_up(args, settings: Settings) -> int:
     settings = settings.replace(smtp_url=settings.smtp_url or f"smtp://127.0.0.1:{settings.smtp_port}")
     tag = _up_tag(settings)
     progs = supervisord.programs(settings, settings.workers, weighted=args.weighted)
-    server, kind = redis_server.find()  # before anything starts: no redis-server, nothing started
+    if "redis" in {p.name for p in progs}:
+        server, kind = redis_server.find()  # before anything starts: no redis-server, nothing started
     if tag and supervisord.answers(settings.home):
         given_up = sorted({i["group"] for i in supervisord.states(settings.home).values()
                            if i["statename"] in ("FATAL", "STOPPED", "EXITED")})
@@ -82,11 +83,18 @@ def cmd_up(args, settings: Settings) -> int:
     user, password = dashboard_credentials(settings)
     print(f"ebookstore is up under supervisord (run tag {stack.tag}); logs in {stack.log_dir}")
     print(f"  store      {settings.web_url}/")
-    print(f"  dashboard  {settings.web_url}/jobs/   user {user}  password {password}")
-    if not settings.external_redis_url:
+    if settings.queue_backend == "rq":
+        print(f"  dashboard  {settings.web_url}/jobs/   user {user}  password {password}")
+    else:  # rq-dashboard reads RQ's queues only
+        print(f"  dashboard  none for {settings.queue_backend} (the one at /jobs/ shows RQ's queues)")
+    if "redis" in {p.name for p in progs}:
         print(f"  redis      {settings.redis_url_shown}  ({kind} {server}, version {redis_server.version(server)})")
         print(f"             password in {settings.home / 'redis-password'}; redis-cli reads it from REDISCLI_AUTH")
-    print(f"  workers    {settings.workers} (EBOOKSTORE_WORKERS)")
+    print(f"  queue      {settings.queue_backend} (EBOOKSTORE_QUEUE_BACKEND: {', '.join(backends.KNOWN)})")
+    if settings.queue_backend == "inline":
+        print("  workers    none: each job runs at once in the process that enqueues it (web, relay); no Redis, no cron")
+    else:
+        print(f"  workers    {settings.workers} (EBOOKSTORE_WORKERS)")
     print(f"  smtp       127.0.0.1:{settings.smtp_port} -> {settings.maildir}")
     print("supervisord starts again any process that dies; look and steer with:")
     print(f"  {shlex.join(supervisord.ctl_argv(settings.home))} status | stop NAME | start NAME | tail NAME")
@@ -101,6 +109,10 @@ def _start_programs(stack: Stack, progs) -> None:
     connection = queues.connect(settings)
 
     def workers_registered():
+        if settings.queue_backend != "rq":  # Celery and Dramatiq say so in their log
+            log = stack.log_path("worker-1")
+            text = log.read_text(errors="replace") if log.exists() else ""
+            return backends.ready_in_log(settings.queue_backend, text, settings.workers)
         names = [m.decode() for m in connection.smembers("rq:workers")]
         prefix = f"rq:worker:{stack.tag}.worker-"
         return sum(connection.exists(m) for m in names if m.startswith(prefix)) >= settings.workers
@@ -145,15 +157,15 @@ def cmd_status(args, settings: Settings) -> int:
         return 0
     listening = {c.pid: c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
     rows = processes.ps_rows(procs)
-    print(f"{'TAG':<12} {'PROCESS':<24} {'PORT':>6} " + processes.format_rows(rows).splitlines()[0])
+    print(f"{'TAG':<12} {'PROCESS':<32} {'PORT':>6} " + processes.format_rows(rows).splitlines()[0])
     for row, line in zip(rows, processes.format_rows(rows).splitlines()[1:]):
         proc = psutil.Process(row["pid"])
         env = processes.environ(proc)
         what = env.get(PROCESS_NAME, "")
-        role = processes.role(proc)
+        role = processes.role(proc) or processes.library_role(proc)
         if role and role != "worker":  # a worker's horse or scheduler child has the worker's command line
             what = f"{what} {role}".strip()
-        print(f"{env.get(RUN_TAG, ''):<12} {what:<24} {listening.get(row['pid'], ''):>6} {line}")
+        print(f"{env.get(RUN_TAG, ''):<12} {what:<32} {listening.get(row['pid'], ''):>6} {line}")
     return 0
 
 
@@ -179,9 +191,13 @@ def cmd_workers(args, settings: Settings) -> int:
     from ebookstore.runtime import supervisord
     if args.to_catcher:  # the Procfile's mail process, on this user's SMTP port
         settings = settings.replace(smtp_url=f"smtp://127.0.0.1:{settings.smtp_port}")
+    progs = supervisord.programs(settings, args.count or settings.workers, weighted=args.weighted, names={"workers"})
+    if not progs:
+        print("ebookstore workers: EBOOKSTORE_QUEUE_BACKEND=inline runs each job in the process that enqueues it: "
+              "there are no workers to run", file=sys.stderr)
+        return 2
     stack = _cli_stack(settings)
     _wait_for_redis(stack)
-    progs = supervisord.programs(settings, args.count or settings.workers, weighted=args.weighted, names={"workers"})
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     config = supervisord.write_config(settings, stack.log_dir, progs, kind="workers")
     supervisord.socket_path(settings.home, "workers").unlink(missing_ok=True)
@@ -239,7 +255,9 @@ def cmd_cron(args, settings: Settings) -> int:
 
 def cmd_buy(args, settings: Settings) -> int:
     with closing(store.connect(settings.database_path)) as conn:
-        purchase = jobs.buy_and_notify(conn, queues.connect(settings), args.buyer_id, args.ebook_id)
+        connection = queues.connect(settings)
+        purchase = jobs.buy_and_notify(conn, connection, args.buyer_id, args.ebook_id,
+                                       backend=backends.get(settings, connection))
     print(json.dumps(purchase, indent=2))
     if not purchase["jobs"]:
         print("warning: Redis did not answer; the emails were not queued", file=sys.stderr)
@@ -343,8 +361,16 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def backend_name(text: str) -> str:
+    """A queue backend: rq, celery, dramatiq or inline."""
+    try:
+        return queue_backend(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def exercise_id(text: str) -> str:
-    """An exercise the grader knows: ex01 … ex12."""
+    """An exercise the grader knows: ex01 … ex13."""
     from ebookstore.course.grading import EXERCISES  # the course's, only for the commands that grade
     if text not in EXERCISES:
         raise argparse.ArgumentTypeError(f"unknown exercise {store.shown(text)}; exercises: {', '.join(EXERCISES)}")
@@ -420,7 +446,7 @@ def parser() -> argparse.ArgumentParser:
     killport.add_argument("--timeout", type=seconds, default=5.0, help="seconds between SIGTERM and SIGKILL")
     killport.set_defaults(func=cmd_killport)
     check = sub.add_parser("check", help="grade exercises: ebookstore check ex04 [--solutions]")
-    check.add_argument("exercises", nargs="*", type=exercise_id, help="ex01 … ex12, e.g. ex01 ex04 (default: all)")
+    check.add_argument("exercises", nargs="*", type=exercise_id, help="ex01 … ex13, e.g. ex01 ex04 (default: all)")
     check.add_argument("--solutions", action="store_true", help="grade solutions/ instead of exercises/")
     check.add_argument("--all", action="store_true", help="a progress summary over every exercise")
     check.add_argument("--exercises", dest="exercises_folder", metavar="PATH", type=folder,
@@ -452,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # Settings from the environment are part of the command too: a mistake there is a usage mistake.
     checked = {"EBOOKSTORE_REDIS_PORT": tcp_port, "EBOOKSTORE_WEB_PORT": tcp_port, "EBOOKSTORE_SMTP_PORT": tcp_port,
-               "EBOOKSTORE_WORKERS": at_least_one}
+               "EBOOKSTORE_WORKERS": at_least_one, "EBOOKSTORE_QUEUE_BACKEND": backend_name}
     for variable, kind in checked.items():
         if os.environ.get(variable):
             try:

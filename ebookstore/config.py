@@ -21,6 +21,17 @@ DEFAULT_REDIS_PORT = 16379
 DEFAULT_WEB_PORT = 8808
 DEFAULT_SMTP_PORT = 8025
 DEFAULT_WORKERS = 2  # workers `ebookstore up` runs: one may die while the other carries on
+# Who runs the store's jobs (EBOOKSTORE_QUEUE_BACKEND; see backends/): RQ by default.
+QUEUE_BACKENDS = ("rq", "celery", "dramatiq", "inline")
+
+
+def queue_backend(value: str | None) -> str:
+    """The queue backend `value` names ("" or None: rq); ValueError naming the known ones if it is none of them."""
+    name = (value or "rq").strip().lower()
+    if name not in QUEUE_BACKENDS:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"  # never echo a huge value whole
+        raise ValueError(f"unknown queue backend {shown}; known backends: {', '.join(QUEUE_BACKENDS)}")
+    return name
 
 
 def user_port_offset(uid: int | None = None) -> int:
@@ -55,6 +66,7 @@ class Settings:
     solutions: bool = False
     inline_emails: bool = False  # Chapter III's way: the web app sends the emails itself (for comparison)
     workers: int = DEFAULT_WORKERS  # EBOOKSTORE_WORKERS: how many workers the supervisor keeps running
+    queue_backend: str = "rq"  # EBOOKSTORE_QUEUE_BACKEND: rq, celery, dramatiq or inline (see backends/)
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
@@ -74,6 +86,7 @@ class Settings:
             solutions=_flag(env.get("EBOOKSTORE_SOLUTIONS")),
             inline_emails=_flag(env.get("EBOOKSTORE_INLINE_EMAILS")),
             workers=int(env.get("EBOOKSTORE_WORKERS") or DEFAULT_WORKERS),
+            queue_backend=queue_backend(env.get("EBOOKSTORE_QUEUE_BACKEND")),
         )
         values.update(overrides)
         return cls(**values)
@@ -122,6 +135,7 @@ class Settings:
             "EBOOKSTORE_SOLUTIONS": "1" if self.solutions else "0",
             "EBOOKSTORE_INLINE_EMAILS": "1" if self.inline_emails else "0",
             "EBOOKSTORE_WORKERS": str(self.workers),
+            "EBOOKSTORE_QUEUE_BACKEND": self.queue_backend,
             # The URL carries the password: a process's environment is private to its user,
             # its command line is not. `rq worker` reads its URL from RQ_REDIS_URL.
             "REDIS_URL": self.redis_url,

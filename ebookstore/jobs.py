@@ -1,4 +1,4 @@
-"""The store's background jobs: module-level functions that RQ workers import.
+"""The store's background jobs: module-level functions that workers import (RQ's, Celery's or Dramatiq's).
 
 RQ stores a job as the import path of its function plus its arguments, so a
 job function must live in an importable module (never a notebook's
@@ -9,6 +9,8 @@ Sidekiq name            here
 PurchaseNotificationJob purchase_notification(purchase_id)
 StatisticsReportJob     statistics_report(period)
 DailyStatisticsJob      daily_statistics()
+
+They are enqueued through the queue adapter (backends/): EBOOKSTORE_QUEUE_BACKEND picks who runs them.
 """
 from __future__ import annotations
 
@@ -16,9 +18,8 @@ from contextlib import closing
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
 
-from . import claims, mail, outbox, queues, reports, store
+from . import backends, claims, mail, outbox, queues, reports, store
 from .config import Settings
 from .retries import STORE_RETRY, PermanentError
 
@@ -74,29 +75,30 @@ def notification_job_id(purchase_id: int) -> str:
     return f"purchase-{purchase_id}-notification"
 
 
-def enqueue_purchase_notifications(connection: Redis, purchase_id: int,
-                                   config: queues.QueueConfig | None = None) -> list:
-    """Enqueue the jobs of one committed purchase in a single Redis round trip."""
+def enqueue_purchase_notifications(connection: Redis | None, purchase_id: int,
+                                   config: queues.QueueConfig | None = None, backend=None) -> list[str]:
+    """Enqueue the jobs of one committed purchase (on RQ: in a single Redis round trip); their ids.
+
+    `backend`: the queue adapter's backend (default: EBOOKSTORE_QUEUE_BACKEND's, on `connection` for RQ).
+    """
     config = config or queues.load_config()
-    queue = queues.get_queue(config.queue_for(purchase_notification), connection)
-    with connection.pipeline() as pipe:
-        jobs = queue.enqueue_many(
-            [Queue.prepare_data(purchase_notification, args=(purchase_id,), job_id=notification_job_id(purchase_id),
-                                description=f"purchase_notification({purchase_id})", retry=STORE_RETRY)],
-            pipeline=pipe,
-        )
-        pipe.execute()
-    return jobs
+    backend = backend or backends.get(connection=connection)
+    return backend.enqueue([backends.Call(f"{__name__}.purchase_notification", (purchase_id,),
+                                          job_id=notification_job_id(purchase_id),
+                                          queue=config.queue_for(purchase_notification), retry=STORE_RETRY)])
 
 
-def buy_and_notify(conn, connection: Redis, buyer_id, ebook_id, logger=None) -> dict:
+def buy_and_notify(conn, connection: Redis | None, buyer_id, ebook_id, logger=None, backend=None) -> dict:
     """The purchase flow: one transaction that also records the emails' job in the outbox; after
     COMMIT the job is enqueued (one Redis round trip) and marked so in the outbox.
 
     Returns the purchase with the ids of the queued jobs under "jobs" (empty if
     Redis is unreachable: the relay enqueues the job once Redis is back).
+    `backend`: who runs the job (default: EBOOKSTORE_QUEUE_BACKEND's, on `connection` for RQ); with
+    the inline backend the emails are sent here, before this returns.
     """
     config = queues.load_config()
+    backend = backend or backends.get(connection=connection)
     queued: list[str] = []
 
     def write_outbox(conn, purchase_id):
@@ -106,7 +108,7 @@ def buy_and_notify(conn, connection: Redis, buyer_id, ebook_id, logger=None) -> 
     def enqueue_emails(purchase):
         job_id = notification_job_id(purchase["id"])
         try:
-            enqueue_purchase_notifications(connection, purchase["id"], config)
+            enqueue_purchase_notifications(connection, purchase["id"], config, backend)
         except RedisError as error:
             if logger:
                 logger.warning("purchase %s: Redis unavailable (%s); the relay will enqueue its emails",

@@ -17,9 +17,8 @@ import time
 from contextlib import closing
 
 from redis.exceptions import RedisError
-from rq import Queue
 
-from . import queues, retries, store
+from . import backends, queues, retries, store
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -64,23 +63,20 @@ def mark_enqueued(conn, job_id: str) -> bool:
                             (store.now_iso(), job_id)).rowcount == 1
 
 
-def relay(conn, connection, job_ids: list[str] | None = None, retry=None, min_age: float = YOUNG) -> int:
-    """Enqueue pending outbox jobs older than `min_age` s (only `job_ids`, if given) in one round trip.
+def relay(conn, connection, job_ids: list[str] | None = None, retry=None, min_age: float = YOUNG,
+          backend=None) -> int:
+    """Enqueue pending outbox jobs older than `min_age` s (only `job_ids`, if given); on RQ in one round trip.
 
+    `backend`: the queue adapter's (default: EBOOKSTORE_QUEUE_BACKEND's, on `connection` for RQ).
     Returns how many. Raises RedisError if Redis is unreachable; the jobs are then pending again.
     """
     rows = claim_pending(conn, job_ids, min_age)
     if not rows:
         return 0
+    backend = backend or backends.get(connection=connection)
     try:
-        with connection.pipeline() as pipe:
-            for row in rows:
-                queue = queues.get_queue(row["queue"], connection)
-                args = tuple(json.loads(row["args"]))
-                data = Queue.prepare_data(row["func"], args=args, job_id=row["job_id"],
-                                          description=f"{row['func'].rsplit('.', 1)[-1]}{args}", retry=retry)
-                queue.enqueue_many([data], pipeline=pipe)
-            pipe.execute()
+        backend.enqueue([backends.Call(row["func"], tuple(json.loads(row["args"])), job_id=row["job_id"],
+                                       queue=row["queue"], retry=retry) for row in rows])
     except BaseException:
         with store.transaction(conn):  # not enqueued after all: pending again, for the next round
             conn.executemany("UPDATE outbox SET enqueued_at = NULL WHERE job_id = ?", [(r["job_id"],) for r in rows])
@@ -156,18 +152,26 @@ def rescue_lost(conn, connection, grace: float = 5.0, limit: int = 200, confirm_
 
 
 def run(settings: Settings | None = None, interval: float = 0.5) -> None:
-    """The relay process: enqueue pending jobs every `interval` seconds, until SIGTERM."""
+    """The relay process: enqueue pending jobs every `interval` seconds, until SIGTERM.
+
+    On RQ it also rescues jobs that RQ lost (rescue_lost); Celery and Dramatiq bring back a killed
+    worker's messages themselves (late acknowledgement), and the inline backend runs each job here.
+    """
     settings = settings or Settings.from_env()
     connection = queues.connect(settings)
+    backend = backends.get(settings, connection)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s relay: %(message)s", datefmt="%H:%M:%S")
-    log.info("watching %s for pending jobs", settings.database_path)
+    log.info("watching %s for pending jobs (queue backend: %s)", settings.database_path, backend.name)
     with closing(store.connect(settings.database_path)) as conn:
         while True:
             try:
-                rescue_lost(conn, connection)
-                count = relay(conn, connection, retry=retries.STORE_RETRY)
+                if backend.name == "rq":
+                    rescue_lost(conn, connection)
+                count = relay(conn, connection, retry=retries.STORE_RETRY, backend=backend)
                 if count:
                     log.info("enqueued %d pending job(s)", count)
             except RedisError as error:
                 log.warning("Redis unavailable (%s); will retry", error)
+            except Exception:  # the inline backend runs jobs here: one that fails is pending again
+                log.exception("enqueueing failed; will retry")
             time.sleep(interval)

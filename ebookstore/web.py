@@ -1,8 +1,9 @@
 """The store's web app: `flask --app ebookstore.web run --port 8808`.
 
 An HTML catalog with a buy button, a JSON API, and RQ's dashboard at /jobs
-(behind basic auth). A purchase commits first, then enqueues its emails: the
-buyer gets the answer at once and never waits for the mail provider.
+(behind basic auth). A purchase commits first, then enqueues its emails through the
+queue adapter (backends/): the buyer gets the answer at once and never waits for the
+mail provider — except with EBOOKSTORE_QUEUE_BACKEND=inline, which sends them in the request.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sqlite3
 from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import credentials, dashboard, jobs, queues, store
+from . import backends, credentials, dashboard, jobs, queues, store
 from .config import Settings
 
 MAX_BODY = 16 * 1024  # bytes: a purchase is two ids; anything bigger is refused (413) before it is read
@@ -78,7 +79,8 @@ def create_app(settings: Settings | None = None) -> Flask:
                 purchase = store.buy(db(), body.get("buyer_id"), body.get("ebook_id"))
                 jobs.purchase_notification(purchase["id"])
             else:
-                purchase = jobs.buy_and_notify(db(), redis(), body.get("buyer_id"), body.get("ebook_id"), app.logger)
+                purchase = jobs.buy_and_notify(db(), redis(), body.get("buyer_id"), body.get("ebook_id"), app.logger,
+                                               backends.get(settings, redis()))
         except store.PurchaseError as error:
             return jsonify(error=str(error)), error.status
         return jsonify(purchase), 201

@@ -211,7 +211,7 @@ def test_every_subcommand_has_a_usage_mistake_in_the_test_above():
 
 
 @pytest.mark.parametrize("variable, value", [("EBOOKSTORE_WEB_PORT", "70000"), ("EBOOKSTORE_REDIS_PORT", "redis"),
-                                             ("EBOOKSTORE_WORKERS", "0")])
+                                             ("EBOOKSTORE_WORKERS", "0"), ("EBOOKSTORE_QUEUE_BACKEND", "sidekiq")])
 def test_a_mistake_in_the_settings_is_a_usage_mistake_too(cli_env, variable, value):
     result = run({**cli_env, variable: value}, "up")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and variable in result.stderr, result

@@ -83,7 +83,7 @@ def assert_learner_run(nb) -> None:
         assert not [o for o in cell.outputs if o.output_type in ("execute_result", "error")], text
 
 
-@pytest.mark.parametrize("name", ["12_reliability.ipynb"])  # the one that changed the kernel's environment
+@pytest.mark.parametrize("name", ["12_reliability.ipynb", "13_other_job_libraries.ipynb"])  # they change the kernel's environment
 def test_run_all_twice_in_one_kernel(home, stubs, name):
     env = learner_env(home, stubs)
     run = client(name)

@@ -80,3 +80,40 @@ class PurchaseMissing(PermanentError):
 def reject_missing(purchase_id: int) -> None:
     """Fail for good with a subclass of PermanentError: the purchase does not exist."""
     raise PurchaseMissing(f"purchase {purchase_id} does not exist")
+
+
+def arguments_as_received(*args) -> list:
+    """What the job was given: [type name, value] of each argument (from a queue, JSON: a tuple arrives as a list)."""
+    return [[type(arg).__name__, arg] for arg in args]
+
+
+def count_run(name: str, delay: float = 0.0) -> int:
+    """After `delay` seconds, note one run of job `name` (the PID of the process that ran it, in the state
+    folder); how many runs so far."""
+    time.sleep(delay)
+    record = Settings.from_env().home / "runs" / name
+    record.parent.mkdir(parents=True, exist_ok=True)
+    with open(record, "a") as out:
+        out.write(f"{os.getpid()}\n")
+    return len(runs(name))
+
+
+def note_arguments(name: str, *args) -> list:
+    """Note one run of job `name` (as count_run does); what arguments_as_received returns."""
+    count_run(name)
+    return arguments_as_received(*args)
+
+
+def runs(name: str) -> list[int]:
+    """The PIDs of the processes that ran count_run(name), in order."""
+    record = Settings.from_env().home / "runs" / name
+    return [int(pid) for pid in record.read_text().split()] if record.exists() else []
+
+
+class JobFailed(Exception):
+    """The error fail() raises: a job's own exception."""
+
+
+def fail(message: str) -> None:
+    """A job that fails with JobFailed(message)."""
+    raise JobFailed(message)

@@ -44,6 +44,7 @@ EXERCISES = {  # exercise id -> module name in exercises/ and solutions/
     "ex10": "ex10_errors_and_retries",
     "ex11": "ex11_final_integration",
     "ex12": "ex12_reliability",
+    "ex13": "ex13_other_job_libraries",
 }
 
 
@@ -109,6 +110,7 @@ class Context:
             home=home, redis_port=processes.free_port(), web_port=processes.free_port(),
             smtp_port=processes.free_port(), external_redis_url=None, database=None, smtp_url=None,
             mail_delay=0.0, inline_emails=False, dashboard_user="tutor", dashboard_password="check-password",
+            queue_backend="rq",  # the exercises are RQ's: a learner's EBOOKSTORE_QUEUE_BACKEND must not change them
         )
         self.stack = Stack(self._settings, tag=tag, stop_at_exit=False, cwd=root or PROJECT_ROOT,
                            preload=(demo_jobs.__name__,))

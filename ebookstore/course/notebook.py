@@ -47,8 +47,11 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
     home, cleaned = _state_folder(base.home / "notebooks", number)
     if cleaned:  # a kernel that was killed (or crashed) could not clean up: it is done now
         notes.append(f"an earlier run of this notebook lost its kernel and left processes behind: {cleaned}")
+    # The notebooks teach RQ: a learner's EBOOKSTORE_QUEUE_BACKEND (set to try `ebookstore up` on Celery) does not
+    # change them; notebook 13 names each backend it runs.
     settings = base.replace(home=home, redis_port=_port(base.redis_port), web_port=_port(base.web_port),
-                            smtp_port=_port(base.smtp_port), external_redis_url=base.external_redis_url)
+                            smtp_port=_port(base.smtp_port), external_redis_url=base.external_redis_url,
+                            queue_backend="rq")
     stack = Stack(settings, tag=new_tag(f"nb{number}"), preload=(demo_jobs.__name__,), say=print)
     # Shell cells (!ebookstore, !rq) must find the commands of this Python and this notebook's settings.
     changes = settings.to_env()

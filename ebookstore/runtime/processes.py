@@ -129,8 +129,35 @@ def work_horse(worker: psutil.Process) -> psutil.Process | None:
     return None
 
 
+LIBRARY_WORKERS = {"celery": ("celery worker", "celery pool process"),
+                   "dramatiq": ("dramatiq main", "dramatiq worker process")}
+
+
+def library_role(proc: psutil.Process) -> str:
+    """What a Celery or Dramatiq worker process is ("" for any other): the main process, or one it forked.
+
+    Both run as one main process that leads its process group (supervisord gives each program a group)
+    and forks its pool inside that group, with the same command line. A forked one whose main process
+    was killed with -9 is re-parented: "(orphaned)" says so (Celery's exit then, Dramatiq's run on).
+    """
+    try:
+        command = proc.cmdline()
+        program = next((os.path.basename(w) for w in command[:3] if os.path.basename(w) in LIBRARY_WORKERS), None)
+        if program is None:
+            return ""
+        main, forked = LIBRARY_WORKERS[program]
+        if os.getpgid(proc.pid) == proc.pid:
+            return main
+        parent = proc.parent()
+        return forked if parent is not None and parent.cmdline() == command else f"{forked} (orphaned)"
+    except (psutil.Error, OSError):
+        return ""
+
+
 def role(proc: psutil.Process) -> str:
     """What an `rq worker` process is: "worker", "work-horse" or "scheduler" ("" if it is no RQ worker).
+
+    Celery's and Dramatiq's processes: see library_role.
 
     All three have the same command line. A worker started by the course leads its own
     session; its horse leads a process group of its own (RQ calls setpgrp) inside the

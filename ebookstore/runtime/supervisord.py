@@ -28,11 +28,18 @@ the worker after its own PID (RQ refuses a name that a killed worker still holds
 Whatever is left at `ebookstore down` (a horse still busy) is found by run tag and stopped after
 supervisord. That is all that remains of the course's own worker supervisor of earlier versions.
 
+With EBOOKSTORE_QUEUE_BACKEND=celery or dramatiq (backends/), the `workers` program is that library's
+own worker program, one main process whose pool processes are its children in its process group:
+TERM starts its warm (Celery) or graceful (Dramatiq) shutdown, `killasgroup` ends the whole group after
+WORKER_GRACE, and `down` finds anything left by run tag. With `inline` there are no workers, no Redis and
+no cron: the web app and the relay run each job themselves.
+
 supervisord itself is restarted by nothing here (in production, systemd runs it): killed, it leaves
 its programs running unsupervised, and `ebookstore up` stops them and starts the stack again.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -41,6 +48,8 @@ import sys
 import tempfile
 import xmlrpc.client
 from pathlib import Path
+
+import psutil
 
 from ebookstore import credentials
 from ebookstore.config import Settings
@@ -101,23 +110,31 @@ class Program:
 def programs(settings: Settings, count: int, *, weighted: bool = False, names=None) -> list[Program]:
     """The stack's programs (or those in `names`), in start order."""
     # Imported here: the workers' command (worker_main) imports as little as it can, it starts often.
-    from ebookstore import workers
+    from ebookstore import backends, workers
     from ebookstore.runtime import redis_server
     from ebookstore.runtime.stack import Stack  # the commands each process runs: one place for them
     python = sys.executable
-    rq_worker = workers.worker_argv(settings, WORKER_NAME, weighted=weighted, with_scheduler=True)
-    worker = [python, "-m", "ebookstore.runtime.supervisord", "worker", *rq_worker]
+    wrapper = [python, "-m", "ebookstore.runtime.supervisord", "worker"]  # names the worker (see worker_main)
+    if settings.queue_backend == "rq":  # `count` workers, each forking a work-horse per job
+        rq_worker = workers.worker_argv(settings, WORKER_NAME, weighted=weighted, with_scheduler=True)
+        worker = Program("workers", tuple(wrapper + rq_worker), priority=30, numprocs=count,
+                         stopwaitsecs=WORKER_GRACE, startsecs=2, killasgroup=True)
+    else:  # the library's own program: one main process that forks `count` worker processes (None: inline)
+        argv = backends.worker_argv(settings, count, WORKER_NAME, shutdown_grace=WORKER_GRACE - 5)
+        worker = argv and Program("workers", tuple(wrapper + argv), priority=30, stopwaitsecs=WORKER_GRACE,
+                                  startsecs=2, killasgroup=True)
     every = [
         Program("redis", tuple(redis_server.argv(settings)), priority=10, stopwaitsecs=10),
         Program("mail", tuple(Stack.mail_argv(settings)), priority=20),
-        Program("workers", tuple(worker), priority=30, numprocs=count, stopwaitsecs=WORKER_GRACE,
-                startsecs=2, killasgroup=True),
+        worker,
         Program("cron", (python, "-m", "ebookstore.cli", "cron"), priority=40),
         Program("relay", (python, "-m", "ebookstore.cli", "relay"), priority=50),
         Program("web", tuple(Stack.web_argv(settings)), priority=60),
     ]
     if settings.external_redis_url:
         every = every[1:]  # REDIS_URL names a Redis somebody else runs
+    if settings.queue_backend == "inline":  # jobs run in the web app and the relay: no Redis, no workers,
+        every = [p for p in every if p and p.name not in ("redis", "cron")]  # and RQ's cron needs Redis
     return [p for p in every if names is None or p.name in names]
 
 
@@ -233,14 +250,21 @@ def start_program(home: Path, name: str, kind: str = "up") -> None:
 
 # -- the workers' command ------------------------------------------------------------------------
 def worker_main(rq_argv: list[str]) -> None:
-    """Become `rq_argv` (an `rq worker` command) for this slot (worker-N), after the clean-up its killed
-    predecessor could not do. The worker's name gets this process's PID: RQ refuses a name that a
-    killed worker still holds registered (until its TTL runs out), and the PID says which process it is."""
+    """Become `rq_argv` (an `rq worker` command, or Celery's or Dramatiq's) for this slot (worker-N), after
+    the clean-up its killed predecessor could not do. The worker's name gets this process's PID: RQ refuses a
+    name that a killed worker still holds registered (until its TTL runs out), and the PID says which process it is."""
     slot, tag = os.environ[PROCESS_NAME], os.environ[RUN_TAG]
     # The predecessor's scheduler child runs on, orphaned, holding the scheduler lock: stop it. Its
     # work-horse, orphaned too, is left to finish the job it runs (it then exits by itself).
     leftovers = [p for p in processes.tagged(tag, slot) if processes.role(p) == "scheduler (orphaned)"]
     processes.stop(leftovers, timeout=3)
+    # A killed Dramatiq main process leaves its worker processes running, each still taking messages:
+    # ask them to finish the message in hand and exit (SIGTERM, Dramatiq's graceful stop), and not wait.
+    # (Celery's pool processes notice their main process is gone and exit by themselves.)
+    for orphan in processes.tagged(tag, slot):
+        if processes.library_role(orphan) == "dramatiq worker process (orphaned)":
+            with contextlib.suppress(psutil.Error):
+                orphan.terminate()
     argv = [word.replace(WORKER_NAME, f"{tag}.{slot}.{os.getpid()}") for word in rq_argv]
     print(f"{slot} (PID {os.getpid()}) becomes: {shlex.join(argv)}", flush=True)
     os.execv(argv[0], argv)
