@@ -58,10 +58,11 @@ test: setup
 	second=$$?; \
 	[ $$first -eq 0 ] && [ $$second -eq 0 ]
 
-# Measured side by side on this machine: purchase latency, worker throughput, course runtime.
+# Measured side by side on this machine: purchase latency, worker throughput, RQ/Celery/Dramatiq, course runtime.
 bench: setup
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/backends.py
 	$(BIN)/python bench/course.py
 
 # The course as a static website in site/ (git-ignored): every notebook executed in solutions mode, then

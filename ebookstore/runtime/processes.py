@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import pwd
+import random
 import re
 import signal
 import socket
@@ -268,14 +269,31 @@ PORT_CLAIMS = Path(tempfile.gettempdir()) / f"ebookstore-ports-{os.getuid()}"
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now, claimed for this process (see claim_port)."""
-    for _ in range(100):
+    """A TCP port on 127.0.0.1 that nothing listens on right now, claimed for this process (see claim_port).
+
+    Chosen below the kernel's ephemeral range (ip_local_port_range), never in it: a port the kernel
+    hands out by itself - to a Jupyter kernel binding its ZeroMQ ports, to any outgoing connection -
+    could be taken by another program between our choice and our bind, seconds later.
+    """
+    ports = _below_ephemeral_range()
+    for _ in range(200):
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", random.choice(ports) if ports else 0))  # 0: the kernel's choice
+            except OSError:  # in use, or in TIME_WAIT
+                continue
             port = sock.getsockname()[1]
         if claim_port(port):
             return port
     raise RuntimeError(f"no unclaimed free port found (claims in {PORT_CLAIMS})")
+
+
+def _below_ephemeral_range() -> range:
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768  # Linux's default range is 32768-60999
+    return range(max(10000, first - 12000), first)
 
 
 def claim_port(port: int) -> bool:
