@@ -52,8 +52,8 @@ class _Checks(Mapping):
     """exercise id -> the checks run_exercise runs, in order (checks/exNN.py's CHECKS).
 
     Each exercise's module is imported when first asked for: a child that grades one exercise
-    need not load the others' (hypothesis, aiosmtpd, …), which would cost every check cell a
-    third of a second.
+    need not load the others' (hypothesis, aiosmtpd, …), which would cost every check cell half a
+    second of CPU.
     """
 
     def __getitem__(self, exercise: str) -> list:

@@ -4,6 +4,7 @@
 recreates that: it runs list_processes in a script whose command line holds the
 pattern too, so an answer that does not leave out its own process lists it.
 """
+import contextlib
 import json
 import secrets
 import sys
@@ -110,11 +111,13 @@ def shows_each_state(ctx):
 
 
 # A parent that starts short-lived children with the marker in their command line and reaps each at once:
-# processes that list_processes sees come and go while it measures.
+# processes that list_processes sees come and go while it measures. The children are shells (`sh -c
+# 'sleep 0.05; :' MARKER`, which stays a shell: the `;` keeps it from exec'ing sleep), started in a few
+# milliseconds even on a busy machine, so that there are always some, each living only 50 ms.
 CHURNER = ("import subprocess, sys, time\n"
            "end = time.monotonic() + 30\n"
            "while time.monotonic() < end:\n"
-           "    subprocess.run([sys.executable, '-c', 'import time; time.sleep(0.08)', sys.argv[1]])\n")
+           "    subprocess.run(['sh', '-c', 'sleep 0.05; :', sys.argv[1]])\n")
 
 
 def survives_processes_that_end(ctx):
@@ -122,8 +125,14 @@ def survives_processes_that_end(ctx):
     marker = f"ex06-{secrets.token_hex(3)}"
     churner = ctx.stack.start("churner", [sys.executable, "-c", CHURNER, marker])
     list_processes = ctx.learner("list_processes")
-    wait_until(lambda: any(marker in " ".join(c.cmdline()) for c in churner.children()), 3, what="a child")
-    for _ in range(3):
+    def a_marked_child():
+        for child in churner.children():
+            with contextlib.suppress(psutil.Error):  # it may end as we look, too
+                if marker in " ".join(child.cmdline()):
+                    return True
+        return False
+    wait_until(a_marked_child, 3, what="a child")
+    for _ in range(5):
         try:
             rows = list_processes(marker)
         except psutil.Error as error:
