@@ -55,6 +55,11 @@ def path_of(func: Callable | str) -> str:
     return func if isinstance(func, str) else f"{func.__module__}.{func.__qualname__}"
 
 
+def arguments_text(args, kwargs) -> str:
+    """A call's arguments as Python writes them: "7, period='daily'" (a job's description, a hint)."""
+    return ", ".join([*map(repr, args), *(f"{name}={value!r}" for name, value in kwargs.items())])
+
+
 def get(settings: Settings | None = None, connection=None) -> "Backend":
     """The backend `settings` name (default: the environment's). `connection`: an RQ Redis connection to reuse."""
     settings = settings or Settings.from_env()
@@ -100,7 +105,7 @@ class RQBackend(Backend):
         pipe = pipeline if pipeline is not None else self.connection.pipeline()
         jobs = []
         for call in calls:
-            shown = ", ".join([*map(repr, call.args), *(f"{k}={v!r}" for k, v in call.kwargs.items())])
+            shown = arguments_text(call.args, call.kwargs)
             data = Queue.prepare_data(call.func, args=tuple(call.args), kwargs=call.kwargs, job_id=call.job_id,
                                       description=f"{call.func.rsplit('.', 1)[-1]}({shown})", retry=call.retry,
                                       **call.rq_options)

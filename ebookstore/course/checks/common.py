@@ -16,6 +16,8 @@ import re
 import threading
 import time
 
+from ebookstore.backends import arguments_text
+
 # The last line of a Python traceback: "ValueError: bad id", "redis.exceptions.ConnectionError: …".
 _EXCEPTION_LINE = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b.*)$")
 
@@ -41,7 +43,7 @@ def call_arguments(func, args, kwargs) -> list | None:
 
 def shown_call(job) -> str:
     """A job's arguments as its call writes them: "7, period='daily'"."""
-    return ", ".join([*map(repr, job.args), *(f"{name}={value!r}" for name, value in job.kwargs.items())])
+    return arguments_text(job.args, job.kwargs)
 
 
 def short(text, limit: int = 160) -> str:
