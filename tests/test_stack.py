@@ -122,6 +122,18 @@ def test_starting_a_running_name_again_gives_it_back_and_says_so(settings, stack
     assert "another command" in said[1]
 
 
+def test_a_name_started_again_is_ready_by_its_own_log_lines_not_the_last_ones(stack):
+    """A cell run again starts the demo again: "ready" in the log must be the new process's."""
+    slow_ready = [sys.executable, "-c", "import os, time; time.sleep(1); print('ready', os.getpid(), flush=True); "
+                  "time.sleep(60)"]
+    first = stack.start("demo", slow_ready, ready=lambda: "ready" in stack.log("demo"))
+    assert stack.log("demo") == f"ready {first.pid}"
+    stack.stop("demo")
+    second = stack.start("demo", slow_ready, ready=lambda: "ready" in stack.log("demo"))
+    assert stack.log("demo") == f"ready {second.pid}"  # the first one's line is in the file, not in log()
+    assert f"ready {first.pid}" in stack.log_path("demo").read_text()
+
+
 def test_a_worker_killed_with_sigkill_can_start_again_under_its_name(settings, stack, redis):
     """RQ keeps a SIGKILLed worker registered: a new one of that name would exit at once ("active worker")."""
     worker = stack.worker("w", ["default"], wait_ready=True)

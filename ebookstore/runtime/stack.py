@@ -61,6 +61,7 @@ class Stack:
         self.log_dir = self.settings.home / "logs" / self.tag
         self._popens: dict[str, subprocess.Popen] = {}
         self._commands: dict[str, tuple] = {}  # name -> (argv, env) it was started with
+        self._log_starts: dict[str, int] = {}  # name -> where in its log the process started last begins
         self.say = say or (lambda line: print(line, file=sys.stderr))
         if stop_at_exit:
             atexit.register(self.stop)
@@ -91,9 +92,18 @@ class Stack:
         return self.log_dir / f"{name}.log"
 
     def log(self, name: str, lines: int = 20) -> str:
-        """The last `lines` lines of process `name`'s log."""
+        """The last `lines` lines that process `name` wrote to its log.
+
+        Of the process this Stack started last under that name: a log keeps the lines of earlier ones
+        (a cell run again), and a `ready` test that read them would pass before the new one is ready.
+        """
         path = self.log_path(name)
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        if not path.exists():
+            return ""
+        with open(path, "rb") as log:
+            log.seek(self._log_starts.get(name, 0))
+            text = log.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def start(self, name: str, argv: list[str], *, ready=None, port: int | None = None,
               env: dict | None = None, timeout: float = START_TIMEOUT) -> psutil.Process:
@@ -122,6 +132,7 @@ class Stack:
             self.log_dir.mkdir(parents=True)
             _prune_logs(self.log_dir.parent)
         with open(self.log_path(name), "ab") as log:
+            self._log_starts[name] = log.tell()
             popen = subprocess.Popen(
                 argv, cwd=self.cwd, env=self.env(name, env), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
