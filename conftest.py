@@ -11,6 +11,7 @@ import tempfile
 
 import pytest
 
+from ebookstore.course import forkserver
 from ebookstore.runtime import processes
 
 TAG_PREFIX = f"t{os.getpid()}"
@@ -46,6 +47,7 @@ def pytest_sessionfinish(session, exitstatus):
     home = getattr(session.config, "_ebookstore_home", None)
     if home is None:
         return
+    forkserver.stop_all()  # the proctor's fork server of this process (else stopped at exit)
     left = [p for p in _course_processes() if processes.environ(p).get("EBOOKSTORE_HOME", "").startswith(home)
             or processes.environ(p).get(processes.RUN_TAG, "").startswith(TAG_PREFIX)]
     if left:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import shutil
 import sys
@@ -305,3 +306,27 @@ def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | No
             else:
                 os.environ[processes.RUN_TAG] = previous_tag
     return results
+
+
+SOLUTIONS_FOLDER = "--solutions"  # report_exercise's `folder` that grades solutions/
+
+
+def report_exercise(exercise: str, folder: str, first: int, report_fd: int) -> None:
+    """The proctor's child: grade one exercise from check `first` on; one JSON line per event on `report_fd`.
+
+    `folder` holds the learner's files, or is SOLUTIONS_FOLDER. Events: {"start": index} as a check starts,
+    {"result": {…}} as it ends (see proctor.py, which reads them).
+    """
+    report = os.fdopen(report_fd, "w")
+
+    def emit(**message):
+        report.write(json.dumps(message) + "\n")
+        report.flush()
+    sent = []
+    solutions = folder == SOLUTIONS_FOLDER
+    results = run_exercise(exercise, solutions=solutions, folder=None if solutions else Path(folder), first=first,
+                           starting=lambda index: emit(start=index),
+                           finished=lambda result: sent.append(emit(result=dataclasses.asdict(result))))
+    if not sent:  # the file is missing or does not import: one result says why
+        for result in results:
+            emit(result=dataclasses.asdict(result))

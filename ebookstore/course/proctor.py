@@ -4,8 +4,9 @@
     ebookstore check ex04 [--solutions]  # a terminal; `ebookstore grade` uses the same proctor
 
 The learner's code may loop forever, sleep, block on a socket, fork, or ignore SIGINT and SIGTERM:
-it runs in a child (`python -m ebookstore.course.proctor …`, in a session of its own) that reports each
-check as a JSON line on a pipe of its own, so what the learner's code prints can't pass for a mark.
+it runs in a child in a session of its own — forked by the fork server (forkserver.py), which has the
+grader loaded, or else started as `python -m ebookstore.course.proctor …` — that reports each check as a
+JSON line on a pipe of its own, so what the learner's code prints can't pass for a mark.
 A check still running after the time limit has the child's whole tree stopped — found by the run tag
 every process it starts inherits, by descent and by session, the learner's own forks included — and
 is marked ✗ "did not finish within N s"; a fresh child goes on with the next check. Exercises are
@@ -13,7 +14,6 @@ independent (each check has a store, Redis and ports of its own), so several are
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import queue
@@ -27,13 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ebookstore.config import PROJECT_ROOT, Settings
-from ebookstore.course import grading
+from ebookstore.course import forkserver, grading
 from ebookstore.course.grading import Result
 from ebookstore.runtime import processes
 
 CHECK_TIMEOUT = float(os.environ.get("EBOOKSTORE_CHECK_TIMEOUT", "15"))  # seconds a learner's check may take
 STARTUP = 20.0  # seconds a child may take to start Python and load the modules, on a busy machine
-SOLUTIONS = "--solutions"  # the child's FOLDER argument that grades solutions/
+SOLUTIONS = grading.SOLUTIONS_FOLDER  # the child's FOLDER argument that grades solutions/
 
 
 def timed_out_hint(seconds: float) -> str:
@@ -66,17 +66,18 @@ def _grade_from(exercise, folder, timeout, names, first, results, on_result) -> 
         results.append(result)
         on_result(result)
     report_r, report_w = os.pipe()
-    with tempfile.TemporaryFile("w+") as output:
-        child = subprocess.Popen([sys.executable, "-m", __name__, exercise, folder, str(first), str(report_w)],
-                                 env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, pass_fds=(report_w,), cwd=str(PROJECT_ROOT))
-        os.close(report_w)
-        lines: queue.Queue = queue.Queue()
-        reader = os.fdopen(report_r)
-        threading.Thread(target=lambda: [lines.put(line) for line in reader] + [lines.put(None)], daemon=True).start()
-        # The clock of the first check starts when the child is ready to run it (Python started, modules loaded).
-        running, started, launched = first, None, time.monotonic()
+    with tempfile.TemporaryFile("w+") as output, os.fdopen(report_r) as reader:
+        child = None
         try:
+            try:
+                child = _start_child([exercise, folder, str(first)], env, output.fileno(), report_w)
+            finally:
+                os.close(report_w)  # the child has its copy: the pipe ends when the child (and the server's copy) do
+            lines: queue.Queue = queue.Queue()
+            threading.Thread(target=lambda: [lines.put(line) for line in reader] + [lines.put(None)],
+                             daemon=True).start()
+            # The clock of the first check starts when the child is ready to run it (Python started, modules loaded).
+            running, started, launched = first, None, time.monotonic()
             while True:
                 # Before its first check the child starts Python and imports the learner's file: allow for that.
                 deadline = (launched + STARTUP + timeout) if started is None else (started + timeout)
@@ -94,18 +95,17 @@ def _grade_from(exercise, folder, timeout, names, first, results, on_result) -> 
                     add(Result(exercise, names[running], False, timed_out_hint(timeout), timeout))
                     return running + 1
                 if line is None:  # the child is done (or died)
-                    try:
-                        child.wait(5)
-                    except subprocess.TimeoutExpired:
-                        pass
                     if running < len(names):
                         output.seek(0)
-                        last = " ".join(output.read().strip().splitlines()[-2:]) or f"exit status {child.returncode}"
+                        last = " ".join(output.read().strip().splitlines()[-2:]) or f"exit status {child.wait(5)}"
                         for name in names[running:]:
                             add(Result(exercise, name, False, f"the grader stopped: {last[:300]}", 0.0))
                     return len(names)
                 message = _message(line)
                 if message is None:
+                    continue
+                if "exit" in message:  # a forked child's exit status, from the fork server
+                    child.returncode = message["exit"]
                     continue
                 if "start" in message:
                     running, started = int(message["start"]), time.monotonic()
@@ -120,19 +120,48 @@ def _grade_from(exercise, folder, timeout, names, first, results, on_result) -> 
                                round(float(result["seconds"]), 2)))
                     running, started = running + 1, time.monotonic()
         finally:
-            stop_tree(prefix, child.pid)
-            reader.close()
+            # By run tag too: a child forked for us before an Interrupt told us its PID is found all the same.
+            stop_tree(prefix, child.pid if child is not None else -1)
+            if child is not None:
+                child.wait(0)
+
+
+class Child:
+    """The child grading an exercise: forked by the fork server, or (if that fails) started afresh."""
+
+    def __init__(self, pid: int, popen: subprocess.Popen | None = None):
+        self.pid, self.popen, self.returncode = pid, popen, None
+
+    def wait(self, timeout: float) -> int | str:
+        """Its exit status once known (up to `timeout` s), or "?"."""
+        if self.popen is not None:
+            try:
+                self.returncode = self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        return "?" if self.returncode is None else self.returncode
+
+
+def _start_child(args: list[str], env: dict, output_fd: int, report_fd: int) -> Child:
+    pid = forkserver.fork(args, env, output_fd, report_fd)
+    if pid is not None:
+        return Child(pid)
+    popen = subprocess.Popen([sys.executable, "-m", __name__, *args, str(report_fd)], env=env, stdout=output_fd,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                             pass_fds=(report_fd,), cwd=str(PROJECT_ROOT))
+    return Child(popen.pid, popen)
 
 
 def _message(line: str) -> dict | None:
-    """A report line of the child: {"start": index} or {"result": {name, passed, hint, seconds, …}}."""
+    """A report line: {"start": index} or {"result": {name, passed, hint, seconds, …}} from the child,
+    {"exit": status} from the fork server."""
     try:
         message = json.loads(line)
     except ValueError:
         return None
     if not isinstance(message, dict):
         return None
-    if isinstance(message.get("start"), int):
+    if isinstance(message.get("start"), int) or isinstance(message.get("exit"), int):
         return message
     result = message.get("result")
     if isinstance(result, dict) and {"name", "passed", "hint", "seconds"} <= set(result):
@@ -249,22 +278,5 @@ def run_cli(exercises: list[str], solutions: bool, all_: bool = False, folder: P
     return 0 if all(r.passed for r in everything) else 1
 
 
-def _child(exercise: str, folder: str, first: int, report_fd: int) -> None:
-    """Grade one exercise from check `first` on; one JSON line per event on `report_fd`."""
-    report = os.fdopen(report_fd, "w")
-
-    def emit(**message):
-        report.write(json.dumps(message) + "\n")
-        report.flush()
-    sent = []
-    solutions = folder == SOLUTIONS
-    results = grading.run_exercise(exercise, solutions=solutions, folder=None if solutions else Path(folder),
-                                   first=first, starting=lambda index: emit(start=index),
-                                   finished=lambda result: sent.append(emit(result=dataclasses.asdict(result))))
-    if not sent:  # the file is missing or does not import: one result says why
-        for result in results:
-            emit(result=dataclasses.asdict(result))
-
-
 if __name__ == "__main__":
-    _child(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    grading.report_exercise(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

@@ -24,7 +24,8 @@ def follows_a_job(ctx):
         seen.append(where_is(ctx.redis, "low", job_id))
         return seen[-1]
     try:
-        wait_until(lambda: state(slow.id) == "started", 4, interval=0.02, what="started")
+        # Most of this wait is the worker's start (Python, rq): seconds on a machine grading a class at once.
+        wait_until(lambda: state(slow.id) == "started", 10, interval=0.02, what="started")
     except TimeoutError:
         raise Fail(f"while a worker runs it, the job is 'started' (StartedJobRegistry); you said {seen[-3:]}") from None
     try:
