@@ -1,15 +1,20 @@
-"""Measuring the store: purchase latency over HTTP, Redis round trips, percentiles.
+"""Measuring the store: purchase latency over HTTP, Redis round trips, percentiles, the job libraries' throughput.
 
-Used by notebook 01 and by `make bench` (bench/latency.py), so both measure the same way.
+Used by notebooks 01 and 13 and by `make bench` (bench/latency.py, bench/backends.py), so both measure the same way.
 """
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+
+from ebookstore import backends, jobs, mail, queues, store
+
+MEASURE_QUEUE = "measure"  # RQ's workers under measurement also read this queue; `ebookstore up`'s don't
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -65,3 +70,56 @@ def counting_round_trips(connection):
         yield sent
     finally:
         connection_class.send_packed_command = real
+
+
+def start_job_workers(stack, backend: str, count: int, env: dict | None = None) -> list[str]:
+    """Start `backend`'s own worker program with `count` worker processes in `stack`; their names, once all take jobs.
+
+    RQ: `count` `rq worker`s (each forks a work-horse per job) on the store's queues and MEASURE_QUEUE.
+    Celery: one `celery worker` whose prefork pool has `count` processes. Dramatiq: `--processes count`.
+    """
+    settings = stack.settings.replace(queue_backend=backend)
+    env = {**settings.to_env(), **(env or {})}  # the workers' own jobs enqueue through their backend
+    if backend == "rq":
+        names = [f"rq-{count}-{i}" for i in range(count)]
+        for name in names:
+            stack.worker(name, [MEASURE_QUEUE, *queues.load_config().names], env=env, wait_ready=True)
+        return names
+    name = f"{backend}-{count}"
+    stack.start(name, backends.worker_argv(settings, count, f"{stack.tag}.{name}"), env=env, timeout=60,
+                ready=lambda: backends.ready_in_log(backend, stack.log(name, 1000), count))  # this start's lines
+    return [name]
+
+
+def notification_throughput(stack, conn, backend: str, count: int, timeout: float = 120) -> dict:
+    """`count` purchases' notification jobs through `backend`'s adapter, as the web app enqueues them.
+
+    Measured: each enqueue (the caller's wait, ms: median and 95th percentile) and jobs/s from the first
+    enqueue until the last of their 3 × `count` emails is in the Maildir (counted, not read: the counting
+    must not take the CPU it measures).
+    """
+    adapter = backends.get(stack.settings.replace(queue_backend=backend))
+    queue = MEASURE_QUEUE if backend == "rq" else None
+    ids = [store.buy(conn, 1 + i % 2, 1 + i % 4)["id"] for i in range(count)]
+    conn.commit()
+    before = maildir_count(stack.settings)
+    latencies, started = [], time.perf_counter()
+    for purchase_id in ids:
+        t = time.perf_counter()
+        adapter.enqueue_one(jobs.purchase_notification, purchase_id, queue=queue)
+        latencies.append((time.perf_counter() - t) * 1000)
+    deadline = time.monotonic() + timeout
+    while maildir_count(stack.settings) - before < 3 * count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{backend}: {maildir_count(stack.settings) - before} of {3 * count} emails "
+                               f"after {timeout:g} s")
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    return {"enqueue_p50_ms": round(percentile(latencies, 50), 2), "enqueue_p95_ms": round(percentile(latencies, 95), 2),
+            "jobs_per_s": round(count / elapsed, 1)}
+
+
+def maildir_count(settings) -> int:
+    """Emails in the store's Maildir."""
+    mail.maildir(settings)  # created if missing
+    return sum(len(os.listdir(settings.maildir / sub)) for sub in ("new", "cur"))
