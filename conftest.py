@@ -50,6 +50,7 @@ def pytest_sessionfinish(session, exitstatus):
     forkserver.stop_all()  # the proctor's fork server of this process (else stopped at exit)
     left = [p for p in _course_processes() if processes.environ(p).get("EBOOKSTORE_HOME", "").startswith(home)
             or processes.environ(p).get(processes.RUN_TAG, "").startswith(TAG_PREFIX)]
+    left = processes.wait_gone(left, 3)  # exiting is not left running (a fork server whose kernel just ended)
     if left:
         rows = processes.format_rows(processes.ps_rows(left))
         print(f"\nFAIL: {len(left)} process(es) started by this test run are still running:\n{rows}")

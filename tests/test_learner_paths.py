@@ -50,6 +50,9 @@ def home(request) -> Path:
     yield path
     left = [p for p in psutil.process_iter() if processes.environ(p).get(processes.RUN_TAG)
             and processes.environ(p).get("EBOOKSTORE_HOME", "").startswith(str(path)) and not processes.gone(p)]
+    # Exiting is not left running: a kernel that took over 2.5 s to shut down got SIGTERM from jupyter_client,
+    # and its fork server exits when it reads the end of the kernel's socket, a moment later.
+    left = processes.wait_gone(left, 3)
     processes.stop(left, timeout=3)
     assert left == [], f"left running: {processes.format_rows(processes.ps_rows(left))}"
 

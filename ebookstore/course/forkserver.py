@@ -10,6 +10,11 @@ ebookstore.course.proctor` would have been: a session of its own (`setsid`), the
 folder, output file and report pipe the proctor hands it (the last two as file descriptors over the
 socket, SCM_RIGHTS), and the learner's module imported only there, so nothing of one child reaches the next.
 
+A forked child's /proc/PID/environ — what `ps e`, psutil and the course's run-tag searches read — is the
+server's: fork copies it, and what the child sets lives in its own memory (the processes it starts get
+that). So the child shows as process "forkserver"; the proctor finds it by PID and session, and its
+children by the grading's run tag.
+
 The server runs no learner code, holds no thread (a fork copies only the thread that calls it: a lock
 another thread held would stay locked in the child), reaps its children and writes each one's exit status
 on its report pipe. It exits when the proctor's end of the socket closes: the proctor stopped it, exited,

@@ -72,20 +72,21 @@ def counting_round_trips(connection):
         connection_class.send_packed_command = real
 
 
-def start_job_workers(stack, backend: str, count: int, env: dict | None = None) -> list[str]:
+def start_job_workers(stack, backend: str, count: int, env: dict | None = None, name: str | None = None) -> list[str]:
     """Start `backend`'s own worker program with `count` worker processes in `stack`; their names, once all take jobs.
 
     RQ: `count` `rq worker`s (each forks a work-horse per job) on the store's queues and MEASURE_QUEUE.
     Celery: one `celery worker` whose prefork pool has `count` processes. Dramatiq: `--processes count`.
+    Named `name` (default: backend-count; RQ's: name-0, name-1, …); a set-up already running is given back.
     """
     settings = stack.settings.replace(queue_backend=backend)
     env = {**settings.to_env(), **(env or {})}  # the workers' own jobs enqueue through their backend
+    name = name or f"{backend}-{count}"
     if backend == "rq":
-        names = [f"rq-{count}-{i}" for i in range(count)]
-        for name in names:
-            stack.worker(name, [MEASURE_QUEUE, *queues.load_config().names], env=env, wait_ready=True)
+        names = [f"{name}-{i}" for i in range(count)]
+        for worker in names:
+            stack.worker(worker, [MEASURE_QUEUE, *queues.load_config().names], env=env, wait_ready=True)
         return names
-    name = f"{backend}-{count}"
     stack.start(name, backends.worker_argv(settings, count, f"{stack.tag}.{name}"), env=env, timeout=60,
                 ready=lambda: backends.ready_in_log(backend, stack.log(name, 1000), count))  # this start's lines
     return [name]
