@@ -35,11 +35,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
-# JupyterLab at the project root (notebooks, exercises, solutions, README: all one click away),
-# opening notebook 00. It refuses to run as root unless told; a container or CI machine often is root.
+# JupyterLab at the project root (notebooks, exercises, solutions, README: all one click away), opening
+# notebook 00, with .venv/bin first on the PATH (shell cells find `ebookstore` and `rq` before any cell
+# ran). It refuses to run as root unless told; a container or CI machine often is root.
 # JUPYTER_PORT and JUPYTER_TOKEN, if set, choose the port and the token.
 lab: setup
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
 # Unit and integration tests, then every notebook: in solutions mode (nbmake; see conftest.py) and,

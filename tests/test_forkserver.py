@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import psutil
+import pytest
 
 from ebookstore.config import PROJECT_ROOT
 from ebookstore.course import forkserver, grading, proctor
@@ -54,7 +55,7 @@ def test_a_killed_fork_server_is_started_again(tmp_path):
 
 def test_the_fork_server_ends_with_the_process_that_started_it(tmp_path):
     home = tmp_path / "home"
-    grade = textwrap.dedent(f"""
+    grade = textwrap.dedent("""
         import os, sys
         from ebookstore.course import forkserver, proctor
         results = proctor.grade_exercise("ex01", None, solutions=True)
@@ -78,3 +79,20 @@ def test_without_a_fork_server_the_child_is_started_afresh(tmp_path, monkeypatch
     assert all(r.passed for r in fine), [r.line() for r in fine]
     died = proctor.grade_exercise("ex01", submission(tmp_path / "b", "import os\nos._exit(3)\n"))
     assert all("exit status 3" in r.hint for r in died), [r.line() for r in died]
+
+
+def test_an_interrupt_before_the_childs_pid_came_still_stops_what_it_started(monkeypatch):
+    # What the child started carries the grading's run tag: found by it when the child's PID never arrived.
+    started = []
+
+    def interrupted(args, env, output_fd, report_fd):
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
+                                        start_new_session=True))
+        raise KeyboardInterrupt  # Interrupt in JupyterLab, while the fork server was asked for a child
+    monkeypatch.setattr(proctor, "_start_child", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            proctor.grade_exercise("ex01", None, solutions=True)
+        assert started[0].poll() is not None, "what the interrupted grading started still runs"
+    finally:
+        started[0].kill()

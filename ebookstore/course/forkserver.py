@@ -37,6 +37,7 @@ import traceback
 from ebookstore.config import PROJECT_ROOT
 from ebookstore.runtime import processes
 
+NAME = "forkserver"  # its process name (EBOOKSTORE_PROCESS_NAME): it belongs to no notebook's or store's run
 MAX_MESSAGE = 1 << 20  # a request: the child's arguments and environment, as JSON
 STARTUP = 20.0  # seconds the server may take to answer its first request (Python started, the grader loaded)
 
@@ -46,8 +47,8 @@ class ForkServer:
 
     def __init__(self, env: dict):
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {**env, processes.RUN_TAG: f"forkserver-{secrets.token_hex(3)}", processes.PROCESS_NAME: "forkserver",
-               "PYTHONUNBUFFERED": "1"}
+        env = {**env, processes.RUN_TAG: f"forkserver-{secrets.token_hex(3)}", processes.PROCESS_NAME: NAME,
+               processes.OWNER: processes.owner_id(), "PYTHONUNBUFFERED": "1"}
         with theirs:
             self.process = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())], env=env,
                                             cwd=str(PROJECT_ROOT), pass_fds=(theirs.fileno(),), start_new_session=True,
@@ -129,8 +130,9 @@ def serve(sock: socket.socket) -> None:
         if sock not in ready:
             continue
         data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 2)
-        if not data:
-            return  # the proctor closed its end, or exited
+        if not data:  # the proctor closed its end, or exited: no child outlives the server
+            _stop_children(reports)
+            return
         request = json.loads(data)
         try:
             grading.CHECKS[request["args"][0]]  # the exercise's checks, loaded here for the next child too
@@ -142,7 +144,20 @@ def serve(sock: socket.socket) -> None:
             # a child holding another's report pipe would keep that one from ending when its child exits
         os.close(fds[0])
         reports[pid] = fds[1]
-        sock.send(json.dumps({"pid": pid}).encode())
+        try:
+            sock.send(json.dumps({"pid": pid}).encode())
+        except OSError:  # the proctor went away (an Interrupt) before it learnt the PID: nobody would stop it
+            _stop_children(reports)
+            return
+
+
+def _stop_children(reports: dict[int, int]) -> None:
+    """SIGKILL the session of each child not yet reaped (each child leads one: setsid)."""
+    for pid in reports:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass  # exited since
 
 
 def _reap(reports: dict[int, int]) -> None:

@@ -25,7 +25,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegi
 
 from ebookstore import queues
 from ebookstore.config import Settings
-from ebookstore.course import demo_jobs, proctor
+from ebookstore.course import demo_jobs, forkserver, proctor
 from ebookstore.runtime import processes, redis_server
 from ebookstore.runtime.stack import Stack, new_tag, stop_redis_last
 
@@ -44,9 +44,11 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
         previous = _RUNS[number][0]
         notes.append(f"this kernel's earlier run {previous.tag} was still up: {_stop(previous)}")
     base = Settings.from_env()  # the kernel's own settings (a cell may have changed a port, say)
-    home, cleaned = _state_folder(base.home / "notebooks", number)
+    home, cleaned, mine = _state_folder(base.home / "notebooks", number)
     if cleaned:  # a kernel that was killed (or crashed) could not clean up: it is done now
         notes.append(f"an earlier run of this notebook lost its kernel and left processes behind: {cleaned}")
+    if mine:  # cells run after the clean-up cell started them
+        notes.append(f"this kernel's processes still in {home.name} (started after its clean-up cell): {mine}")
     # The notebooks teach RQ: a learner's EBOOKSTORE_QUEUE_BACKEND (set to try `ebookstore up` on Celery) does not
     # change them; notebook 13 names each backend it runs.
     settings = base.replace(home=home, redis_port=_port(base.redis_port), web_port=_port(base.web_port),
@@ -54,7 +56,7 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
                             queue_backend="rq")
     stack = Stack(settings, tag=new_tag(f"nb{number}"), preload=(demo_jobs.__name__,), say=print)
     # Shell cells (!ebookstore, !rq) must find the commands of this Python and this notebook's settings.
-    changes = settings.to_env()
+    changes = {**settings.to_env(), "REDISCLI_AUTH": settings.redis_password}  # redis-cli reads its password here
     bin_dir, path = str(Path(sys.executable).parent), os.environ.get("PATH", "")
     if bin_dir not in path.split(os.pathsep):
         changes["PATH"] = bin_dir + os.pathsep + path
@@ -81,25 +83,46 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
     return stack
 
 
-def _state_folder(notebooks: Path, number: str) -> tuple[Path, str]:
-    """var/notebooks/NN — or NN-2, NN-3 … while another kernel runs the same notebook in it.
+CLAIM = "kernel"  # in a notebook's state folder: "PID:start time" of the kernel whose run uses it
 
-    Processes left in a folder by a kernel that is gone are stopped first (the second value says which).
+
+def _state_folder(notebooks: Path, number: str) -> tuple[Path, str, str]:
+    """var/notebooks/NN — or NN-2, NN-3 … while another live kernel runs the same notebook in it.
+
+    A folder is another kernel's while that kernel's claim (the file CLAIM) or a process it started is
+    alive; the first free one is claimed for this kernel. Processes left there by a kernel that is gone are
+    stopped (the second value says which), and so are this kernel's own (the third): cells run after the
+    clean-up cell started them, under a run that is over.
     """
-    cleaned = ""
+    me = processes.owner_id()
     for n in range(1, 100):
         home = notebooks / (number if n == 1 else f"{number}-{n}")
-        leftovers = [p for p in _course_processes(home) if not processes.owner_alive(p)]
-        if leftovers:
-            cleaned = str(stop_redis_last(leftovers, timeout=3))
-        if not _course_processes(home):
-            return home, cleaned
+        found = _course_processes(home)
+        cleaned = _stop_with_note([p for p in found if not processes.owner_alive(p)])
+        mine = _stop_with_note([p for p in found if processes.environ(p).get(processes.OWNER) == me])
+        others = [p for p in _course_processes(home) if not processes.gone(p)]
+        claim = home / CLAIM
+        claimant = claim.read_text().strip() if claim.exists() else ""
+        if others or (claimant and claimant != me and processes.owner_running(claimant)):
+            continue
+        home.mkdir(parents=True, exist_ok=True)
+        claim.write_text(me)
+        return home, cleaned, mine
     raise RuntimeError(f"99 runs of notebook {number} are running at once in {notebooks}")
 
 
+def _stop_with_note(procs) -> str:
+    return str(stop_redis_last(procs, timeout=3)) if procs else ""
+
+
 def clean_up(stack: Stack) -> None:
-    """The clean-up cell: stop every process of the run (workers before Redis) and show that none is left."""
+    """The clean-up cell: stop every process of the run (workers before Redis) and show that none is left.
+
+    The run is over: a cell that would start a process for it after this says to run the environment cell.
+    """
     outcome = _stop(stack)
+    stack.closed = (f"this notebook's run {stack.tag} was cleaned up: run the environment cell (the first code "
+                    "cell) again to start afresh")
     print(outcome if outcome else f"nothing was running for {stack.tag}")
     left = processes.tagged(stack.tag)
     if left:
@@ -130,6 +153,9 @@ def _stop(stack: Stack):
     outcome = stack.stop(timeout=5)
     for port in (stack.settings.redis_port, stack.settings.web_port, stack.settings.smtp_port):
         processes.release_port(port)
+    claim = stack.settings.home / CLAIM
+    if claim.exists() and claim.read_text().strip() == processes.owner_id():
+        claim.unlink()  # the folder is free for another kernel
     for number, (run, saved) in list(_RUNS.items()):
         if run is stack:
             del _RUNS[number]
@@ -142,8 +168,10 @@ def _stop(stack: Stack):
 
 
 def _course_processes(home: Path):
+    """The course's processes of state folder `home`, but the grader's fork server (it belongs to no run)."""
     return [p for p in processes.psutil.process_iter()
-            if processes.environ(p).get(processes.RUN_TAG) and processes.environ(p).get("EBOOKSTORE_HOME") == str(home)]
+            if processes.environ(p).get(processes.RUN_TAG) and processes.environ(p).get("EBOOKSTORE_HOME") == str(home)
+            and processes.environ(p).get(processes.PROCESS_NAME) != forkserver.NAME]
 
 
 def _port(default: int) -> int:

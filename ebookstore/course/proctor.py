@@ -121,7 +121,7 @@ def _grade_from(exercise, folder, timeout, names, first, results, on_result) -> 
                     running, started = running + 1, time.monotonic()
         finally:
             # By run tag too: a child forked for us before an Interrupt told us its PID is found all the same.
-            stop_tree(prefix, child.pid if child is not None else -1)
+            stop_tree(prefix, child.pid if child is not None else None)
             if child is not None:
                 child.wait(0)
 
@@ -169,24 +169,27 @@ def _message(line: str) -> dict | None:
     return None
 
 
-def stop_tree(prefix: str, child: int) -> None:
+def stop_tree(prefix: str, child: int | None) -> None:
     """Stop every process of one child's run: the child, workers, Redis, the learner's own forks.
 
     Found three ways, so that one which changed its environment or left the session is still found:
     the run tag the child's processes inherit, the child's descendants, the child's session. SIGKILL
-    at once (a timed-out check gets no grace), and again for any process forked in between.
+    at once (a timed-out check gets no grace), and again for any process forked in between. `child` is None
+    when an Interrupt came before its PID did: then the run tag finds what it started (and the fork server
+    stops a child whose PID it could not hand over).
     """
     for _ in range(5):
         found = {}
         for proc in processes.psutil.process_iter():
             try:
-                if (processes.environ(proc).get(processes.RUN_TAG, "").startswith(prefix) or proc.pid == child
-                        or os.getsid(proc.pid) == child):
+                if (processes.environ(proc).get(processes.RUN_TAG, "").startswith(prefix)
+                        or (child is not None and (proc.pid == child or os.getsid(proc.pid) == child))):
                     found[proc.pid] = proc
             except (OSError, processes.psutil.Error):
                 continue
         try:
-            found.update({p.pid: p for p in processes.psutil.Process(child).children(recursive=True)})
+            if child is not None:
+                found.update({p.pid: p for p in processes.psutil.Process(child).children(recursive=True)})
         except processes.psutil.Error:
             pass
         found = {pid: p for pid, p in found.items() if not processes.gone(p)}

@@ -63,12 +63,14 @@ def owner_id(proc: psutil.Process | None = None) -> str:
 def owner_alive(proc: psutil.Process) -> bool:
     """Whether the process that started `proc`'s run still runs (True when unknown)."""
     owner = environ(proc).get(OWNER)
-    if not owner:
-        return True
-    pid = int(owner.split(":")[0])
+    return owner_running(owner) if owner else True
+
+
+def owner_running(owner: str) -> bool:
+    """Whether the process `owner` ("PID:start time", see owner_id) still runs."""
     try:
-        return owner_id(psutil.Process(pid)) == owner
-    except psutil.NoSuchProcess:
+        return owner_id(psutil.Process(int(owner.split(":")[0]))) == owner
+    except (psutil.NoSuchProcess, ValueError):
         return False
 
 

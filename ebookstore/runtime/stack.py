@@ -62,6 +62,7 @@ class Stack:
         self._popens: dict[str, subprocess.Popen] = {}
         self._commands: dict[str, tuple] = {}  # name -> (argv, env) it was started with
         self._log_starts: dict[str, int] = {}  # name -> where in its log the process started last begins
+        self.closed: str | None = None  # why this run starts no more processes (a notebook's clean-up cell ran)
         self.say = say or (lambda line: print(line, file=sys.stderr))
         if stop_at_exit:
             atexit.register(self.stop)
@@ -115,6 +116,8 @@ class Stack:
         `port` is the TCP port the process will listen on: it must be free, or we
         would mistake whoever holds it for our new process.
         """
+        if self.closed:
+            raise StartError(self.closed)
         command = (list(argv), dict(env or {}))
         running = self.running(name)
         if running is not None:
