@@ -5,6 +5,7 @@ recreates that: it runs list_processes in a script whose command line holds the
 pattern too, so an answer that does not leave out its own process lists it.
 """
 import contextlib
+import functools
 import json
 import secrets
 import sys
@@ -114,10 +115,15 @@ def shows_each_state(ctx):
 # processes that list_processes sees come and go while it measures. The children are shells (`sh -c
 # 'sleep 0.05; :' MARKER`, which stays a shell: the `;` keeps it from exec'ing sleep), started in a few
 # milliseconds even on a busy machine, so that there are always some, each living only 50 ms.
-CHURNER = ("import subprocess, sys, time\n"
+# Every 20 ms a new marked shell that lives about 50 ms: a few are always alive, each ends soon. SIGCHLD
+# ignored: the kernel removes an ended child at once, with no zombie left for a busy churner to reap — a
+# zombie still answers psutil's questions, so an answer that lets NoSuchProcess escape would pass.
+CHURNER = ("import signal, subprocess, sys, time\n"
+           "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
            "end = time.monotonic() + 30\n"
            "while time.monotonic() < end:\n"
-           "    subprocess.run(['sh', '-c', 'sleep 0.05; :', sys.argv[1]])\n")
+           "    subprocess.Popen(['sh', '-c', 'sleep 0.05; :', sys.argv[1]])\n"
+           "    time.sleep(0.02)\n")
 
 
 def survives_processes_that_end(ctx):
@@ -132,15 +138,43 @@ def survives_processes_that_end(ctx):
                     return True
         return False
     wait_until(a_marked_child, 3, what="a child")
-    for _ in range(5):
-        try:
-            rows = list_processes(marker)
-        except psutil.Error as error:
-            raise Fail(f"list_processes raised {type(error).__name__} for a process that ended while it looked: "
-                       "processes come and go, so leave out one that is gone (catch psutil.NoSuchProcess around "
-                       "every question you ask a process)") from None
+    # One process ends at a moment chosen for it, whatever the machine's load: SIGKILLed (and reaped) right after
+    # list_processes first asks for its %CPU, i.e. after finding it and before the measurement's second reading.
+    victim = ctx.stack.start("victim", [sys.executable, "-c", "import time; time.sleep(60)", marker])
+    for scan in range(6):
+        with _ends_when_measured(victim.pid if scan == 0 else None, lambda: ctx.stack.stop("victim", timeout=0)):
+            try:
+                rows = list_processes(marker)
+            except psutil.Error as error:
+                raise Fail(f"list_processes raised {type(error).__name__} for a process that ended while it looked: "
+                           "processes come and go, so leave out one that is gone (catch psutil.NoSuchProcess "
+                           "around every question you ask a process)") from None
         if churner.pid not in {row["pid"] for row in rows}:
             raise Fail(f"PID {churner.pid}, which runs the whole time with {marker!r} in its command line, is missing")
+
+
+@contextlib.contextmanager
+def _ends_when_measured(pid: int | None, end):
+    """Within the block, the process `pid` ends (`end()`) as soon as psutil has first measured its CPU use."""
+    real = {name: getattr(psutil.Process, name) for name in ("cpu_percent", "cpu_times")}
+    ended = []
+
+    def measured(name):
+        @functools.wraps(real[name])  # psutil's oneshot() needs what its methods carry (cache_activate …)
+        def method(self, *args, **kwargs):
+            value = real[name](self, *args, **kwargs)
+            if self.pid == pid and not ended:
+                ended.append(pid)  # first: end() may ask psutil about processes too
+                end()
+            return value
+        return method
+    for name in real:
+        setattr(psutil.Process, name, measured(name))
+    try:
+        yield
+    finally:
+        for name, method in real.items():
+            setattr(psutil.Process, name, method)
 
 
 CHECKS = [names_states, lists_matching_processes, shows_each_state, survives_processes_that_end]
