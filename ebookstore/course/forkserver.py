@@ -152,12 +152,13 @@ def serve(sock: socket.socket) -> None:
 
 
 def _stop_children(reports: dict[int, int]) -> None:
-    """SIGKILL the session of each child not yet reaped (each child leads one: setsid)."""
+    """SIGKILL each child not yet reaped, and its session (each child leads one, once it has called setsid)."""
     for pid in reports:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass  # exited since
+        for kill in (os.kill, os.killpg):
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # exited since, or not yet a session of its own
 
 
 def _reap(reports: dict[int, int]) -> None:
