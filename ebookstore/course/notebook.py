@@ -100,7 +100,7 @@ def _state_folder(notebooks: Path, number: str) -> tuple[Path, str, str]:
         found = _course_processes(home)
         cleaned = _stop_with_note([p for p in found if not processes.owner_alive(p)])
         mine = _stop_with_note([p for p in found if processes.environ(p).get(processes.OWNER) == me])
-        others = [p for p in _course_processes(home) if not processes.gone(p)]
+        others = [p for p in found if not processes.gone(p)]  # what the two stops above left
         claim = home / CLAIM
         claimant = claim.read_text().strip() if claim.exists() else ""
         if others or (claimant and claimant != me and processes.owner_running(claimant)):
