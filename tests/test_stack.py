@@ -134,6 +134,24 @@ def test_a_name_started_again_is_ready_by_its_own_log_lines_not_the_last_ones(st
     assert f"ready {first.pid}" in stack.log_path("demo").read_text()
 
 
+def test_a_killed_child_with_threads_is_reaped_once_it_counts_as_gone():
+    """Killed, a threaded process shows as a zombie before it can be reaped (CI saw a worker given back so)."""
+    code = ("import threading, time\nfor _ in range(8): threading.Thread(target=time.sleep, args=(60,), "
+            "daemon=True).start()\nprint('up', flush=True); time.sleep(60)")
+    for _ in range(30):  # before the fix, about 4 in 10 were still unreaped
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        try:
+            child.stdout.readline()
+            proc = psutil.Process(child.pid)
+            proc.kill()
+            assert processes.wait_gone([proc], 5) == []
+            assert child.poll() is not None, "gone, but a Popen still takes it for running"
+        finally:
+            child.kill()
+            child.wait(5)
+            child.stdout.close()
+
+
 def test_a_worker_killed_with_sigkill_can_start_again_under_its_name(settings, stack, redis):
     """RQ keeps a SIGKILLed worker registered: a new one of that name would exit at once ("active worker")."""
     worker = stack.worker("w", ["default"], wait_ready=True)

@@ -222,11 +222,18 @@ def format_rows(rows: list[dict], width: int | None = None) -> str:
 
 
 def gone(proc: psutil.Process) -> bool:
-    """True once `proc` has exited. A zombie has exited too: only its parent's wait() is missing."""
+    """True once `proc` has exited. A zombie has exited too: only its parent's wait() is missing.
+
+    If `proc` is our own child it is reaped before this returns, so that no Popen.poll() afterwards
+    still takes it for running.
+    """
     try:
         if proc.status() != psutil.STATUS_ZOMBIE:
             return False
-        proc.wait(timeout=0)  # reap it if it is our own child
+        if proc.ppid() == os.getpid():
+            # Killed with threads (an RQ worker has some), the main thread shows as a zombie a moment
+            # before the others have exited, and only then can it be reaped: wait for that moment.
+            proc.wait(timeout=2)
     except (psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
         pass
     return True

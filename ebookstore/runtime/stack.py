@@ -170,7 +170,11 @@ class Stack:
         """The live process `name` of this run (the one started under that name, not its children), or None."""
         popen = self._popens.get(name)
         if popen is not None:  # started by this Stack: that process, and not an orphan it left (a horse)
-            return psutil.Process(popen.pid) if popen.poll() is None else None
+            if popen.poll() is not None:
+                return None
+            proc = psutil.Process(popen.pid)  # not reaped yet, so its PID is still its own
+            # Just killed, it may be a zombie that poll() could not reap yet: gone, not to be given back.
+            return None if processes.gone(proc) else proc
         # Started by another Stack of the same run (a CLI command): a worker, not its horse or scheduler.
         found = [p for p in processes.tagged(self.tag, name) if not processes.gone(p)
                  and not processes.role(p).startswith(("work-horse", "scheduler"))]
