@@ -2,6 +2,8 @@
 import csv
 import io
 import json
+import os
+import secrets
 import subprocess
 import sys
 import time
@@ -18,7 +20,10 @@ from tests.stubs import stub_from_solution
 
 EBOOKSTORE = str(Path(sys.executable).parent / "ebookstore")
 ONLY = ["ex01", "ex04"]
-MARKER = "313.25"  # the learner's stray child: `sleep 313.25`
+MARKER = f"313.{secrets.randbelow(10**6):06d}"  # the learner's stray child: `sleep 313.…`, a number of this test run's
+# In the environment of every process one grade run starts: other tests grade beside this one (and start
+# processes tagged "grade-…" too), and what they run is not this run's leftover.
+RUN_MARK = ("EBOOKSTORE_GRADE_TEST_RUN", secrets.token_hex(6))
 
 
 def write_submission(folder: Path, solved: set, edit=None) -> Path:
@@ -61,7 +66,8 @@ def test_grade_five_submissions(tmp_path):
     started = time.perf_counter()
     run = subprocess.run([EBOOKSTORE, "grade", *map(str, subs.values()), "--only", ",".join(ONLY), "--timeout", "6",
                           "--jobs", "2", "--json", str(tmp_path / "marks.json"), "--csv", str(tmp_path / "marks.csv"),
-                          "--junit", str(tmp_path / "marks.xml")], capture_output=True, text=True, timeout=240)
+                          "--junit", str(tmp_path / "marks.xml")], capture_output=True, text=True, timeout=240,
+                         env={**os.environ, RUN_MARK[0]: RUN_MARK[1]})
     seconds = time.perf_counter() - started
     assert run.returncode == 0, run.stdout + run.stderr
     assert "class summary" in run.stdout and "Traceback" not in run.stdout + run.stderr
@@ -101,8 +107,8 @@ def test_grade_five_submissions(tmp_path):
 
     strays = [p for p in psutil.process_iter(["cmdline"]) if MARKER in " ".join(p.info["cmdline"] or [])]
     assert strays == [], "the learner's own child was stopped with the rest"
-    graders = [p for p in psutil.process_iter()
-               if processes.environ(p).get(processes.RUN_TAG, "").startswith("grade-")]
+    graders = [p for p in psutil.process_iter() if processes.environ(p).get(RUN_MARK[0]) == RUN_MARK[1]
+               and processes.environ(p).get(processes.RUN_TAG, "").startswith("grade-")]
     assert graders == [], "nothing the grading started is left running"
 
 
