@@ -6,7 +6,7 @@ is graded by the proctor (ebookstore/course/proctor.py), as a learner's own chec
 process of its own that reports every check as a JSON line. A check still running after the timeout
 has the child's whole process tree stopped — found by the run tag that every process it started
 inherits, the learner's own forks included — and is marked "did not finish"; grading goes on with
-the next check. A few exercises of one submission are graded at once.
+the next check. A few exercises are graded at once (`--jobs` × 3).
 
 Grading runs the learner's code, with the rights of whoever grades: grade as an unprivileged user.
 """
@@ -60,26 +60,28 @@ def grade_exercise(submission: str, folder: Path, exercise: str, timeout: float)
             for r in proctor.grade_exercise(exercise, folder, timeout)]
 
 
-def grade_submission(path: Path, exercises: list[str], timeout: float, name: str | None = None) -> list[Mark]:
-    name = name or path.stem
-    with tempfile.TemporaryDirectory(prefix="submission-") as unpacked:
-        try:
-            folder = exercise_folder(path, Path(unpacked))
-        except (zipfile.BadZipFile, OSError) as error:
-            return [Mark(name, e, grading.check_name(c), False, f"the submission cannot be read: {error}", 0.0)
-                    for e in exercises for c in grading.CHECKS[e]]
-        # Exercises are independent (a store, a Redis, ports of their own per check): grade a few at once.
-        with ThreadPoolExecutor(max_workers=EXERCISES_AT_ONCE) as pool:
-            graded = pool.map(lambda exercise: grade_exercise(name, folder, exercise, timeout), exercises)
-            return [mark for marks in graded for mark in marks]
-
-
 def grade(paths: list[Path], exercises: list[str], timeout: float = DEFAULT_TIMEOUT, jobs: int = 1) -> list[Mark]:
-    """Marks of every submission in `paths`, `jobs` submissions at a time (each with its own ports and tags)."""
+    """Marks of every submission in `paths`, in order: `jobs` × EXERCISES_AT_ONCE exercises graded at a time.
+
+    One pool of (submission, exercise) tasks, not a pool per submission: a submission's last, long exercise
+    does not keep the next submission from starting, so the machine stays busy until the class is done.
+    """
     names = _names(paths)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        graded = pool.map(lambda p: grade_submission(p, exercises, timeout, names[p]), paths)
-        return [mark for marks in graded for mark in marks]
+    with tempfile.TemporaryDirectory(prefix="submissions-") as unpacked, \
+            ThreadPoolExecutor(max_workers=max(1, jobs) * EXERCISES_AT_ONCE) as pool:
+        graded: dict[Path, list] = {}
+        for index, path in enumerate(paths):
+            try:
+                folder = exercise_folder(path, Path(unpacked) / str(index))
+            except (zipfile.BadZipFile, OSError) as error:
+                graded[path] = [[Mark(names[path], e, grading.check_name(c), False,
+                                      f"the submission cannot be read: {error}", 0.0) for c in grading.CHECKS[e]]
+                                for e in exercises]
+                continue
+            graded[path] = [pool.submit(grade_exercise, names[path], folder, exercise, timeout)
+                            for exercise in exercises]
+        return [mark for path in paths for marks in graded[path]
+                for mark in (marks if isinstance(marks, list) else marks.result())]
 
 
 def _names(paths: list[Path]) -> dict[Path, str]:
