@@ -45,19 +45,23 @@ lab: setup
 
 # Unit and integration tests, then every notebook: in solutions mode (nbmake; see conftest.py) and,
 # in tests/test_learner_paths.py, as a learner would (untouched stubs, detours, `ebookstore up` beside).
-# Most tests wait (for processes, signals, retries), so TEST_WORKERS of them run at once (pytest-xdist;
-# work-stealing, as the notebook tests take 10-80 s each and would otherwise pile up on one worker),
-# each worker with a state folder and ports of its own; the `solo` tests, which load the machine or
-# measure a time, run afterwards, alone. Both parts run even if the first fails; make fails if either did.
+# Most tests wait (for processes, signals, retries), so TEST_WORKERS of them run at once (pytest-xdist),
+# each worker with a state folder and ports of its own, given one test at a time, the slowest first (see
+# conftest.py: the notebook tests take 10-85 s each; work-stealing's first split gave them all to one worker). Then the `heavy` tests, which load the machine on
+# purpose, in two groups side by side: the fault injection (20 clients, kills) and the checks under a CPU
+# burner of their own (each group on one pytest worker: --dist loadgroup). Last the `solo` test, which
+# measures a time, alone. Every part runs even if one before failed; make fails if any did.
 TEST_WORKERS ?= 4
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 test: setup
 	@$(BIN)/python -m compileall -q ebookstore tests solutions >/dev/null  # the course's own modules, likewise
-	@$(PYTEST) -n $(TEST_WORKERS) --dist worksteal --durations=15 --nbmake --nbmake-timeout=60 -m "not solo" tests notebooks; \
+	@$(PYTEST) -n $(TEST_WORKERS) --dist load --maxschedchunk 1 --durations=15 --nbmake --nbmake-timeout=60 -m "not solo and not heavy" tests notebooks; \
 	first=$$?; \
-	$(PYTEST) --durations=5 -m solo tests; \
+	$(PYTEST) -n 2 --dist loadgroup --durations=5 -m heavy tests; \
 	second=$$?; \
-	[ $$first -eq 0 ] && [ $$second -eq 0 ]
+	$(PYTEST) --durations=5 -m solo tests; \
+	third=$$?; \
+	[ $$first -eq 0 ] && [ $$second -eq 0 ] && [ $$third -eq 0 ]
 
 # Measured side by side on this machine: purchase latency, worker throughput, RQ/Celery/Dramatiq, course runtime.
 bench: setup

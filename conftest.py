@@ -63,13 +63,20 @@ def _course_processes():
     return [p for p in processes.psutil.process_iter() if processes.environ(p).get(processes.RUN_TAG)]
 
 
-# Run first what takes longest, so that the parallel workers (pytest-xdist, `--dist load`) finish
-# together instead of one of them starting a minute-long test at the end. Nodeid prefixes, slowest first;
-# measured by `make test`'s --durations. Everything else keeps its order.
+# Run first what takes longest, so that the parallel workers (pytest-xdist, `--dist load --maxschedchunk 1`:
+# one test at a time to whichever worker is free) finish together instead of one of them starting a
+# minute-long test at the end. Nodeid prefixes, slowest first, as `make test`'s --durations measured them
+# (2026-12-01: the first three 55-85 s, every notebook's every-cell-twice run 10-50 s). Everything else keeps
+# its order.
 SLOW_FIRST = (
+    "tests/test_every_cell_twice.py::test_every_code_cell_runs_twice_beside_ebookstore_up[13]",
+    "tests/test_learner_paths.py::test_run_all_twice_in_one_kernel[13",
+    "tests/test_learner_paths.py::test_notebooks_in_another_order",
+    "tests/test_classroom_users.py",
     "tests/test_every_cell_twice.py",
     "tests/test_learner_paths.py",
-    "tests/test_classroom_users.py",
+    "notebooks/13",
+    "notebooks/11",
     "tests/test_cli.py::test_up",
     "tests/test_backends.py::test_up",
     "tests/test_grade.py",

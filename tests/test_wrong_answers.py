@@ -139,7 +139,8 @@ def _timed_run(exercise) -> list[str]:
     return problems + ([f"{exercise} took {took:.1f} s in all"] if took > 5 else [])
 
 
-@pytest.mark.solo
+@pytest.mark.heavy
+@pytest.mark.xdist_group("under-load")
 @pytest.mark.skipif(not os.environ.get("EBOOKSTORE_LONG_TESTS"),
                     reason="timing under a CPU burner of its own: flaky on a shared 2-core machine; "
                            "run with EBOOKSTORE_LONG_TESTS=1")
@@ -153,7 +154,10 @@ def test_under_load_each_solution_still_passes_in_time(exercise, both_cores_busy
         assert again == [], f"twice in a row under load: {first} then {again}"
 
 
-@pytest.mark.solo  # keeps both cores busy on purpose: alone, or it slows (and times) every other test
+# Keeps both cores busy on purpose: not beside the parallel tests, which it would slow (and time), but beside
+# the fault injection, whose load only makes the checks' conditions harder (see the Makefile).
+@pytest.mark.heavy
+@pytest.mark.xdist_group("under-load")
 @pytest.mark.parametrize("entry", [e for e in CATALOGUE if e.check in TIMING_CHECKS], ids=lambda entry: entry.id)
 def test_under_load_the_wrong_answer_is_still_rejected(entry, both_cores_busy, tmp_path):
     results = grade_source(tmp_path, entry.exercise, entry.source(), only=[entry.check])
