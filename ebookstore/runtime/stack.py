@@ -172,7 +172,10 @@ class Stack:
         if popen is not None:  # started by this Stack: that process, and not an orphan it left (a horse)
             if popen.poll() is not None:
                 return None
-            proc = psutil.Process(popen.pid)  # not reaped yet, so its PID is still its own
+            try:
+                proc = psutil.Process(popen.pid)
+            except psutil.NoSuchProcess:  # reaped in between, by another thread's wait
+                return None
             # Just killed, it may be a zombie that poll() could not reap yet: gone, not to be given back.
             return None if processes.gone(proc) else proc
         # Started by another Stack of the same run (a CLI command): a worker, not its horse or scheduler.
