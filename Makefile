@@ -46,7 +46,7 @@ lab: setup
 # Unit and integration tests, then every notebook: in solutions mode (nbmake; see conftest.py) and,
 # in tests/test_learner_paths.py, as a learner would (untouched stubs, detours, `ebookstore up` beside).
 # Most tests wait (for processes, signals, retries), so TEST_WORKERS of them run at once (pytest-xdist),
-# each worker with a state folder and ports of its own, given one test at a time, the slowest first
+# each worker with a state folder and ports of its own, holding at most two tests, the slowest first
 # (see conftest.py: the notebook tests take 10-85 s each; work-stealing's first split gave them all to
 # one worker). Then the `heavy` tests, which load the machine on purpose, in two groups side by side:
 # the fault injection (20 clients, kills) and the checks under a CPU burner of their own (each group on

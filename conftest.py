@@ -64,8 +64,8 @@ def _course_processes():
 
 
 # Run first what takes longest, so that the parallel workers (pytest-xdist, `--dist load --maxschedchunk 1`:
-# one test at a time to whichever worker is free) finish together instead of one of them starting a
-# minute-long test at the end. Nodeid prefixes, slowest first, as `make test`'s --durations measured them
+# each worker holds at most two tests, and gets the next one in this order as it finishes one) finish
+# together instead of one of them starting a minute-long test at the end. Nodeid prefixes, slowest first, as `make test`'s --durations measured them
 # (2026-12-01: the first three 55-85 s, every notebook's every-cell-twice run 10-50 s). Everything else keeps
 # its order.
 SLOW_FIRST = (

@@ -1,5 +1,6 @@
 """The process runtime: run tags, whole-tree stops (the work-horse too), stop at exit."""
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -140,12 +141,14 @@ def test_a_killed_child_with_threads_is_reaped_once_it_counts_as_gone():
             "daemon=True).start()\nprint('up', flush=True); time.sleep(60)")
     for _ in range(30):  # before the fix, about 4 in 10 were still unreaped
         child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        processes.track(child)  # as Stack.start does
         try:
             child.stdout.readline()
             proc = psutil.Process(child.pid)
             proc.kill()
             assert processes.wait_gone([proc], 5) == []
             assert child.poll() is not None, "gone, but a Popen still takes it for running"
+            assert child.returncode == -signal.SIGKILL, "reaped, and its exit status kept"
         finally:
             child.kill()
             child.wait(5)
@@ -216,3 +219,12 @@ def test_a_port_claimed_by_another_live_process_is_not_chosen(tmp_path):
         holder.wait(5)
     assert processes.claim_port(claimed) is True, "the claim of a process that exited is void"
     processes.release_port(claimed)
+
+
+def test_a_process_seen_gone_keeps_its_exit_status(stack):
+    """processes.gone() reaps a Stack's child through its Popen: Stack.wait still tells SIGTERM from exit 0."""
+    sleeper = stack.start("sleeper", ["sleep", "30"])
+    sleeper.terminate()
+    assert processes.wait_gone([sleeper], 5) == []
+    assert stack.running("sleeper") is None
+    assert stack.wait("sleeper", 1) == -signal.SIGTERM

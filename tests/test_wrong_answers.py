@@ -155,7 +155,7 @@ def test_under_load_each_solution_still_passes_in_time(exercise, both_cores_busy
 
 
 # Keeps both cores busy on purpose: not beside the parallel tests, which it would slow (and time), but beside
-# the fault injection, whose load only makes the checks' conditions harder (see the Makefile).
+# the fault injection, whose load adds to the burner's (see the Makefile).
 @pytest.mark.heavy
 @pytest.mark.xdist_group("under-load")
 @pytest.mark.parametrize("entry", [e for e in CATALOGUE if e.check in TIMING_CHECKS], ids=lambda entry: entry.id)

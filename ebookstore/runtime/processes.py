@@ -16,8 +16,10 @@ import random
 import re
 import signal
 import socket
+import subprocess
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import psutil
@@ -221,11 +223,21 @@ def format_rows(rows: list[dict], width: int | None = None) -> str:
     return "\n".join(lines)
 
 
+# Our children started with subprocess.Popen, by PID: gone() reaps them through their Popen, which keeps
+# the exit status (Popen.returncode; -N for signal N). Reaped behind its back, a Popen would record 0.
+_POPENS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def track(popen: subprocess.Popen) -> None:
+    """Have gone() reap `popen`'s process through `popen`, so that its exit status is kept."""
+    _POPENS[popen.pid] = popen
+
+
 def gone(proc: psutil.Process) -> bool:
     """True once `proc` has exited. A zombie has exited too: only its parent's wait() is missing.
 
-    If `proc` is our own child it is reaped before this returns, so that no Popen.poll() afterwards
-    still takes it for running.
+    If `proc` is our own child it is reaped before this returns (through its Popen, if track()ed), so that
+    no zombie is left and no Popen.poll() afterwards still takes it for running.
     """
     try:
         if proc.status() != psutil.STATUS_ZOMBIE:
@@ -233,8 +245,12 @@ def gone(proc: psutil.Process) -> bool:
         if proc.ppid() == os.getpid():
             # Killed with threads (an RQ worker has some), the main thread shows as a zombie a moment
             # before the others have exited, and only then can it be reaped: wait for that moment.
-            proc.wait(timeout=2)
-    except (psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
+            popen = _POPENS.get(proc.pid)
+            if popen is not None and popen.returncode is None:
+                popen.wait(timeout=1)
+            else:
+                proc.wait(timeout=1)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired, subprocess.TimeoutExpired, ChildProcessError):
         pass
     return True
 

@@ -142,6 +142,7 @@ class Stack:
                 umask=0o077,  # what it writes (database, Maildir, Redis's files) is its owner's alone
             )
         self._popens[name], self._commands[name] = popen, command
+        processes.track(popen)  # reaped through it wherever processes.gone() sees it exit: its status is kept
         proc = psutil.Process(popen.pid)
         if ready is not None:
             try:
