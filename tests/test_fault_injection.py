@@ -126,7 +126,7 @@ def report(label, purchases, counts, expected, stats, seconds):
 
 # Loads the machine (20 clients, 4 workers, kills): not beside the parallel tests, but beside the other heavy
 # group, the checks under a CPU burner (see the Makefile). Measured 2026-12-01: alone 63 s, beside that group
-# 94–104 s of test time, within the 120 s its own clock allows.
+# 87–97 s of test time (four runs), its own clock (bounded at 120 s) a few seconds less.
 @pytest.mark.heavy
 @pytest.mark.xdist_group("faults")
 @pytest.mark.parametrize("run", range(RUNS))
