@@ -130,3 +130,19 @@ def test_a_submission_cannot_print_its_own_marks(tmp_path):
     marks = json.loads(run.stdout)
     assert [m["check"] for m in marks] == [grading.check_name(c) for c in grading.CHECKS["ex01"]]
     assert not any(m["passed"] for m in marks)
+
+
+def test_an_unreadable_submission_is_marked_in_its_place(tmp_path):
+    """A broken .zip gets a ✗ "cannot be read" on every check, and the others' marks keep the order given."""
+    broken = tmp_path / "broken.zip"
+    broken.write_text("not a zip file")
+    first, last = write_submission(tmp_path / "first", {"ex01"}), write_submission(tmp_path / "last", {"ex01"})
+    run = subprocess.run([EBOOKSTORE, "grade", str(first), str(broken), str(last), "--only", "ex01", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    marks = json.loads(run.stdout)
+    checks = [grading.check_name(c) for c in grading.CHECKS["ex01"]]
+    assert [(m["submission"], m["check"]) for m in marks] == \
+        [(s, c) for s in ("first", "broken", "last") for c in checks]
+    assert all(m["passed"] for m in marks if m["submission"] != "broken")
+    assert all(not m["passed"] and "cannot be read" in m["hint"] for m in marks if m["submission"] == "broken")

@@ -19,7 +19,7 @@ import json
 import sys
 import tempfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -69,19 +69,19 @@ def grade(paths: list[Path], exercises: list[str], timeout: float = DEFAULT_TIME
     names = _names(paths)
     with tempfile.TemporaryDirectory(prefix="submissions-") as unpacked, \
             ThreadPoolExecutor(max_workers=max(1, jobs) * EXERCISES_AT_ONCE) as pool:
-        graded: dict[Path, list] = {}
+        graded: list[Future] = []  # in the order of the marks: submission by submission, exercise by exercise
         for index, path in enumerate(paths):
             try:
                 folder = exercise_folder(path, Path(unpacked) / str(index))
             except (zipfile.BadZipFile, OSError) as error:
-                graded[path] = [[Mark(names[path], e, grading.check_name(c), False,
-                                      f"the submission cannot be read: {error}", 0.0) for c in grading.CHECKS[e]]
-                                for e in exercises]
+                unreadable = Future()
+                unreadable.set_result([Mark(names[path], e, grading.check_name(c), False,
+                                            f"the submission cannot be read: {error}", 0.0)
+                                       for e in exercises for c in grading.CHECKS[e]])
+                graded.append(unreadable)
                 continue
-            graded[path] = [pool.submit(grade_exercise, names[path], folder, exercise, timeout)
-                            for exercise in exercises]
-        return [mark for path in paths for marks in graded[path]
-                for mark in (marks if isinstance(marks, list) else marks.result())]
+            graded += [pool.submit(grade_exercise, names[path], folder, exercise, timeout) for exercise in exercises]
+        return [mark for future in graded for mark in future.result()]
 
 
 def _names(paths: list[Path]) -> dict[Path, str]:
