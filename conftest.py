@@ -70,7 +70,7 @@ def _course_processes():
 # its order.
 SLOW_FIRST = (
     "tests/test_every_cell_twice.py::test_every_code_cell_runs_twice_beside_ebookstore_up[13]",
-    "tests/test_learner_paths.py::test_run_all_twice_in_one_kernel[13",
+    "tests/test_every_cell_twice.py::test_every_code_cell_runs_twice_beside_ebookstore_up[12]",
     "tests/test_learner_paths.py::test_notebooks_in_another_order",
     "tests/test_classroom_users.py",
     "tests/test_every_cell_twice.py",

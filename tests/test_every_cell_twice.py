@@ -2,12 +2,14 @@
 a cell after editing an exercise, while the store they started in a terminal keeps running.
 
 Each notebook runs in learner mode (untouched stubs) in one kernel, each code cell twice in a row: the cell,
-the same cell again, then the next. One test per notebook, so that pytest-xdist spreads them over its
+the same cell again, then the next. The notebooks that change the kernel's environment (kernel_environment)
+then run once more, Run All after their own clean-up cell, and the kernel's environment must be as it was. One test per notebook, so that pytest-xdist spreads them over its
 workers; each xdist worker has one `ebookstore up` that its notebooks run beside: each notebook must say so
 in its first cell, stop none of the store's processes, and leave the store answering.
 Then Interrupt: in the notebooks whose cells wait on workers and jobs, each cell is interrupted (SIGINT to
 the kernel's process group, as JupyterLab's Interrupt does) while it runs, run again, and the notebook goes on.
 """
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +29,7 @@ from tests.test_learner_paths import (EBOOKSTORE, NOTEBOOKS, assert_learner_run,
                                       outputs, stubs)
 
 NAMES = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+SET_THE_KERNELS_ENVIRONMENT = [name for name in NAMES if "kernel_environment(" in (NOTEBOOKS / name).read_text()]
 
 
 def _processes_of(folder: Path) -> dict[int, psutil.Process]:
@@ -64,8 +67,10 @@ def test_every_code_cell_runs_twice_beside_ebookstore_up(store_up, name):
                 if cell.cell_type == "code":
                     run.execute_cell(cell, index)
                     run.execute_cell(cell, index)  # raises CellExecutionError, naming the cell, if the second run fails
-        assert_learner_run(run.nb)
-        first = outputs(next(c for c in run.nb.cells if c.cell_type == "code"))
+            assert_learner_run(run.nb)
+            first = outputs(next(c for c in run.nb.cells if c.cell_type == "code"))
+            if name in SET_THE_KERNELS_ENVIRONMENT:
+                run_all_again(run, name, env)
         if name != "00_start_here.ipynb":
             assert "`ebookstore up` is running" in first, first
         assert store <= set(_processes_of(state)), f"{name} stopped a process of `ebookstore up`"
@@ -76,6 +81,19 @@ def test_every_code_cell_runs_twice_beside_ebookstore_up(store_up, name):
         left = list(_processes_of(state / "notebooks").values())
         processes.stop(left, timeout=3)
     assert left == [], f"{name} left running: {processes.format_rows(processes.ps_rows(left))}"
+
+
+def run_all_again(run, name: str, env: dict) -> None:
+    """Run All once more in the same kernel, after the notebook's own clean-up; its environment is then as it was."""
+    run.nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    for index, cell in enumerate(run.nb.cells):
+        run.execute_cell(cell, index)
+    assert_learner_run(run.nb)
+    kernel_env = json.loads(run_probe(run, "import json, os; print(json.dumps(dict(os.environ)))"))
+    leaked = {k for k in kernel_env if k.startswith("EBOOKSTORE_") or k == "REDIS_URL"} - set(env)
+    assert leaked == set(), f"{name} left these in the kernel's environment: {leaked}"
+    changed = {k for k, v in env.items() if k.startswith("EBOOKSTORE_") and kernel_env.get(k) != v}
+    assert changed == set(), f"{name}: the kernel's own settings are not back after the clean-up: {changed}"
 
 
 def run_probe(run, source: str, timeout: float = 10) -> str:

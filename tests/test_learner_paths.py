@@ -1,11 +1,10 @@
 """The notebooks off CI's straight path: as a learner runs them, in real kernels (nbclient).
 
-(Every notebook in learner mode beside a running `ebookstore up`: tests/test_every_cell_twice.py.) Run All
-twice in one kernel; a kernel killed mid-notebook and the notebook run again; an unusual order; two notebooks
-at once. Each scenario has a state folder of its own under the test run's, so the run's final check
+(Every notebook in learner mode beside a running `ebookstore up`, each cell twice, and Run All again after
+the clean-up where a notebook changes the kernel's environment: tests/test_every_cell_twice.py.) A kernel
+killed mid-notebook and the notebook run again; an unusual order; two notebooks at once. Each scenario has a state folder of its own under the test run's, so the run's final check
 finds anything they leave behind.
 """
-import json
 import os
 import signal
 import subprocess
@@ -84,27 +83,6 @@ def assert_learner_run(nb) -> None:
         text = outputs(cell)
         assert "✗" in text and "hint:" in text and "Not yet" in text, text
         assert not [o for o in cell.outputs if o.output_type in ("execute_result", "error")], text
-
-
-@pytest.mark.parametrize("name", ["12_reliability.ipynb", "13_other_job_libraries.ipynb"])  # they change the kernel's environment
-def test_run_all_twice_in_one_kernel(home, stubs, name):
-    env = learner_env(home, stubs)
-    run = client(name)
-    kernel_env = {}
-    with run.setup_kernel(env=env):
-        for _ in range(2):
-            run.nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-            for index, cell in enumerate(run.nb.cells):
-                run.execute_cell(cell, index)
-            assert_learner_run(run.nb)
-        probe = nbformat.v4.new_code_cell("import json, os; print(json.dumps(dict(os.environ)))")
-        run.nb.cells.append(probe)
-        run.execute_cell(probe, len(run.nb.cells) - 1)
-        kernel_env = json.loads(outputs(probe))
-    leaked = {k for k in kernel_env if k.startswith("EBOOKSTORE_") or k == "REDIS_URL"} - set(env)
-    assert leaked == set(), f"the notebook left these in the kernel's environment: {leaked}"
-    assert all(kernel_env.get(k) == v for k, v in env.items() if k.startswith("EBOOKSTORE_")), \
-        "the kernel's own settings are back after the clean-up"
 
 
 def test_a_killed_kernel_leaves_nothing_for_the_next_run(home, stubs):

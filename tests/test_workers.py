@@ -1,10 +1,13 @@
-"""Queue order: RQ's strict order, and Sidekiq-style weights, on real worker processes."""
+"""Queue order: RQ's strict order, and Sidekiq-style weights, on real worker processes; a worker's stop."""
 import random
+import signal
+import time
 from collections import Counter
 
 from rq.job import Job
 
 from ebookstore import queues, workers
+from ebookstore.runtime import processes
 from tests import jobfuncs
 
 
@@ -47,3 +50,21 @@ def test_weighted_worker_does_not_starve_low(redis, stack):
     # With weights 3:1, low comes first about a quarter of the time; strict order would give 0.
     assert 1 <= first_half["low"] <= 18, order
     assert "worker-class" not in stack.log("weighted")  # it started with our class, no error
+
+
+def test_a_scheduler_that_does_not_stop_keeps_its_worker_waiting_five_seconds_at_most(redis, stack):
+    """RQ's warm shutdown waits for the worker's scheduler child without a limit; the store's, SCHEDULER_STOP_GRACE."""
+    worker = stack.worker("keeper", with_scheduler=True, wait_ready=True)
+    scheduler = processes.wait_until(lambda: next((p for p in worker.children() if processes.role(p) == "scheduler"),
+                                                  None), 10, what="the scheduler child")
+    scheduler.send_signal(signal.SIGSTOP)  # a scheduler that cannot act on SIGTERM (as one seen stuck did not)
+    stopped_at = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(workers.StoreWorker.SCHEDULER_STOP_GRACE + 10)
+    finally:
+        if scheduler.is_running():
+            scheduler.send_signal(signal.SIGCONT)
+    assert time.monotonic() - stopped_at < workers.StoreWorker.SCHEDULER_STOP_GRACE + 5
+    assert processes.gone(scheduler)
+    assert "did not stop within" in stack.log("keeper")
