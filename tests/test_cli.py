@@ -114,7 +114,9 @@ def test_up_buy_outbox_down(cli_env):
     bad = run(cli_env, "buy", "1", "99")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no ebook" in bad.stderr
 
-    down = run(cli_env, "down")
+    # supervisord gives each worker WORKER_GRACE (30 s) to finish its job before SIGKILL: `down` may take that
+    # long, and now and then, on a busy machine, it does with no job running (not yet explained; see the README).
+    down = run(cli_env, "down", timeout=90)
     assert down.returncode == 0 and "stopped" in down.stdout
     assert "no course process" in run(cli_env, "status").stdout
     left = [p for p in psutil.process_iter() if processes.environ(p).get("EBOOKSTORE_HOME") == cli_env["EBOOKSTORE_HOME"]]

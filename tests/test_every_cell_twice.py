@@ -52,8 +52,17 @@ def store_up(stubs):  # noqa: F811
         down = subprocess.run([EBOOKSTORE, "down"], env=env, capture_output=True, text=True, timeout=90)
         assert down.returncode == 0, down.stdout + down.stderr
         took = time.monotonic() - started
-        if took > 10:  # about 3 s as a rule; once 32 s, unexplained: say which process made it wait
-            warnings.warn(f"`ebookstore down` beside the notebooks took {took:.0f} s:\n{down.stdout}")
+        if took > 10:  # about 3 s as a rule; now and then 30 s, not yet explained: show what made it wait
+            warnings.warn(f"`ebookstore down` beside the notebooks took {took:.0f} s:\n{down.stdout}\n{_log_tails(state)}")
+
+
+def _log_tails(state: Path, lines: int = 12) -> str:
+    """The last lines of supervisord's and the workers' logs of the state folder's newest `up`."""
+    runs = sorted((state / "logs").glob("up-*"), key=lambda folder: folder.stat().st_mtime)
+    if not runs:
+        return "(no logs)"
+    return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+                     for log in sorted(runs[-1].glob("*.log")) if log.name == "supervisord.log" or log.name.startswith("worker"))
 
 
 @pytest.mark.timeout(300)
