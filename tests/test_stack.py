@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import psutil
+import pytest
 
 from ebookstore import queues
 from ebookstore.course import specimens
@@ -219,6 +220,19 @@ def test_a_port_claimed_by_another_live_process_is_not_chosen(tmp_path):
         holder.wait(5)
     assert processes.claim_port(claimed) is True, "the claim of a process that exited is void"
     processes.release_port(claimed)
+
+
+def test_free_port_never_gives_a_port_it_already_gave(monkeypatch):
+    """Three calls in a row (a state folder's Redis, web and SMTP ports) give three ports, even from one process."""
+    port = processes.free_port()
+    monkeypatch.setattr(processes, "_below_ephemeral_range", lambda: range(port, port + 1))  # the only choice
+    try:
+        with pytest.raises(RuntimeError):
+            processes.free_port()  # the one port of the range is taken: by this very process, a moment ago
+    finally:
+        processes.release_port(port)
+    assert processes.free_port() == port, "released, it can be chosen again"
+    processes.release_port(port)
 
 
 def test_a_process_seen_gone_keeps_its_exit_status(stack):

@@ -308,7 +308,7 @@ def free_port() -> int:
             except OSError:  # in use, or in TIME_WAIT
                 continue
             port = sock.getsockname()[1]
-        if claim_port(port):
+        if claim_port(port, fresh=True):
             return port
     raise RuntimeError(f"no unclaimed free port found (claims in {PORT_CLAIMS})")
 
@@ -321,8 +321,11 @@ def _below_ephemeral_range() -> range:
     return range(max(10000, first - 12000), first)
 
 
-def claim_port(port: int) -> bool:
+def claim_port(port: int, fresh: bool = False) -> bool:
     """Claim `port` for this process while it lives: False if another live process holds the claim.
+
+    `fresh`: False too if this process (or an ancestor) holds it: a port chosen anew must differ from every
+    port already chosen (a state folder's Redis, web and SMTP ports are three calls of free_port in a row).
 
     Between choosing a free port and binding it, a process may wait for seconds (a notebook binds
     its web port cells later): two runs that choose in the same moment would otherwise take the same
@@ -338,7 +341,7 @@ def claim_port(port: int) -> bool:
             holder = path.read_text().strip()
         except OSError:
             holder = ""
-        if holder and holder != me and _alive(holder) and holder not in _ancestors():
+        if holder and _alive(holder) and (fresh or (holder != me and holder not in _ancestors())):
             return False
         path.write_text(me)
         return True
