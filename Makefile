@@ -49,7 +49,7 @@ lab: setup
 # on the 2-core reference machine four leave a quarter of the CPU idle, but five or six, though 35-70 s
 # faster, still failed a test now and then under that load: see the README),
 # each worker with a state folder and ports of its own, holding at most two tests, the slowest first
-# (see conftest.py: the notebook tests take 10-85 s each; work-stealing's first split gave them all to
+# (see conftest.py: the notebook tests take 10-90 s each; work-stealing's first split gave them all to
 # one worker). Then the `heavy` tests, which load the machine on purpose, in two groups side by side:
 # the fault injection (20 clients, kills) and the checks under a CPU burner of their own (each group on
 # one pytest worker: --dist loadgroup). Last the `solo` test, which measures a time, alone. Every part

@@ -81,14 +81,16 @@ class StoreWorker(Worker):
     def stop_scheduler(self):
         """Stop the scheduler child as RQ does (SIGTERM, then wait), but wait SCHEDULER_STOP_GRACE s at most.
 
-        RQ waits for it without a limit: a scheduler child that does not exit kept its worker's warm
-        shutdown waiting until supervisord's SIGKILL, WORKER_GRACE (30 s) later — seen in the test suite
-        on a busy machine (`ebookstore down` taking 30 s; the scheduler, idle, SIGKILLed with its worker).
-        Its loop looks for a stop request every second: a scheduler still running after the grace is
-        killed, and the worker's log says so. Its locks then expire in a minute (or `up` clears them).
+        RQ waits for it without a limit: a scheduler child that never exits would keep its worker's warm
+        shutdown waiting until supervisord's SIGKILL, WORKER_GRACE (30 s) later. (A suspect when `ebookstore
+        down` took 30 s on a busy machine, the worker and its idle scheduler SIGKILLed together; it happened
+        again with this bound, so not the only cause.) The scheduler's loop looks for a stop request every
+        second: one still running after the grace is killed, and the worker's log says so. Its locks then
+        expire in a minute (or `up` clears them). Called twice (a warm shutdown during a job, then the
+        teardown), it signals nothing the second time: the PID may belong to another process by then.
         """
         process = self.scheduler._process if self.scheduler else None
-        if process is None or not process.pid:
+        if process is None or not process.pid or process.exitcode is not None:
             return
         try:
             os.kill(process.pid, signal.SIGTERM)

@@ -56,6 +56,7 @@ def run(env, *args, timeout=30):
     return subprocess.run([EBOOKSTORE, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.timeout(240)  # `down` alone may take WORKER_GRACE and more (see below)
 def test_up_buy_outbox_down(cli_env):
     web = f"http://127.0.0.1:{cli_env['EBOOKSTORE_WEB_PORT']}"
     up = run(cli_env, "up")
