@@ -65,9 +65,9 @@ def _course_processes():
 
 # Run first what takes longest, so that the parallel workers (pytest-xdist, `--dist load --maxschedchunk 1`:
 # each worker holds at most two tests, and gets the next one in this order as it finishes one) finish
-# together instead of one of them starting a minute-long test at the end. Nodeid prefixes, slowest first, as `make test`'s --durations measured them
-# (2026-12-01: the first three 45-90 s, every other notebook's every-cell-twice run 10-40 s). Everything else keeps
-# its order.
+# together instead of one of them starting a minute-long test at the end. Nodeid prefixes, slowest first, as
+# `make test`'s --durations measured them (2026-12-01: the first three 45-90 s, every other notebook's
+# every-cell-twice run 10-40 s). Everything else keeps its order.
 SLOW_FIRST = (
     "tests/test_every_cell_twice.py::test_every_code_cell_runs_twice_beside_ebookstore_up[13]",
     "tests/test_every_cell_twice.py::test_every_code_cell_runs_twice_beside_ebookstore_up[12]",
