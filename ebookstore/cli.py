@@ -460,7 +460,7 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--only", metavar="EX,EX", type=exercise_list, help="only these exercises, e.g. ex04,ex05 (default: all)")
     grade.add_argument("--timeout", type=positive_seconds, default=30.0, help="seconds one check may take (default 30)")
     grade.add_argument("--jobs", type=at_least_one, default=1,
-                       help="N × 3 exercises graded at a time, from as many submissions as that takes (default 1)")
+                       help="N × 4 checks graded at a time, from as many submissions as that takes (default 1)")
     grade.add_argument("--json", nargs="?", const="-", metavar="FILE",
                        help="a JSON list of {submission, exercise, check, passed, hint, seconds}, to FILE or stdout")
     grade.add_argument("--csv", nargs="?", const="-", metavar="FILE",

@@ -195,8 +195,8 @@ def _child(request: dict, fds: list[int], close: tuple[int, ...]) -> None:
         os.environ.update(request["env"])
         os.chdir(PROJECT_ROOT)
         from ebookstore.course import grading
-        exercise, folder, first = request["args"]
-        grading.report_exercise(exercise, folder, int(first), report)
+        exercise, folder, first, stop = request["args"]
+        grading.report_exercise(exercise, folder, int(first), report, stop=int(stop))
         code = 0
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else 1

@@ -254,8 +254,9 @@ def check_name(check) -> str:
 
 
 def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | None = None,
-                 first: int = 0, starting=None, finished=None, only: list[str] | None = None) -> list[Result]:
-    """Run every check of `exercise` (from the `first`-th on); never raises for a failing check.
+                 first: int = 0, starting=None, finished=None, only: list[str] | None = None,
+                 stop: int | None = None) -> list[Result]:
+    """Run every check of `exercise` (from the `first`-th, up to the `stop`-th); never raises for a failing check.
 
     Graded: solutions/ (solutions mode), exercises/, or the exercise files in `folder`
     (default: $EBOOKSTORE_EXERCISES, e.g. a learner's submission, or exercises/).
@@ -284,7 +285,7 @@ def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | No
                 return [Result(exercise, "submitted", False, str(error), 0.0)]
             except Exception as error:  # a syntax error in the learner's file, say
                 return [Result(exercise, "imports", False, _describe(error, None), 0.0)]
-            for index, check in enumerate(CHECKS[exercise][first:], start=first):
+            for index, check in enumerate(CHECKS[exercise][first:stop], start=first):
                 if only is not None and check.__name__ not in only:
                     continue
                 if starting:
@@ -311,8 +312,9 @@ def run_exercise(exercise: str, solutions: bool | None = None, folder: Path | No
 SOLUTIONS_FOLDER = "--solutions"  # report_exercise's `folder` that grades solutions/
 
 
-def report_exercise(exercise: str, folder: str, first: int, report_fd: int) -> None:
-    """The proctor's child: grade one exercise from check `first` on; one JSON line per event on `report_fd`.
+def report_exercise(exercise: str, folder: str, first: int, report_fd: int, stop: int | None = None) -> None:
+    """The proctor's child: grade checks `first` to `stop` (exclusive; None: the last) of one exercise;
+    one JSON line per event on `report_fd`.
 
     `folder` holds the learner's files, or is SOLUTIONS_FOLDER. Events: {"start": index} as a check starts,
     {"result": {…}} as it ends (see proctor.py, which reads them).
@@ -325,7 +327,7 @@ def report_exercise(exercise: str, folder: str, first: int, report_fd: int) -> N
     sent = []
     solutions = folder == SOLUTIONS_FOLDER
     results = run_exercise(exercise, solutions=solutions, folder=None if solutions else Path(folder), first=first,
-                           starting=lambda index: emit(start=index),
+                           stop=stop, starting=lambda index: emit(start=index),
                            finished=lambda result: sent.append(emit(result=dataclasses.asdict(result))))
     if not sent:  # the file is missing or does not import: one result says why
         for result in results:

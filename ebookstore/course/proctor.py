@@ -1,19 +1,20 @@
-"""The proctor: every exercise graded in a child process, every check within a time limit.
+"""The proctor: every check graded in a child process of its own, within a time limit.
 
     check("ex04")                      # a notebook's check cell
     ebookstore check ex04 [--solutions]  # a terminal; `ebookstore grade` uses the same proctor
 
 The learner's code may loop forever, sleep, block on a socket, fork, or ignore SIGINT and SIGTERM:
-it runs in a child in a session of its own — forked by the fork server (forkserver.py), which has the
-grader loaded, or else started as `python -m ebookstore.course.proctor …` — that reports each check as a
-JSON line on a pipe of its own, so what the learner's code prints can't pass for a mark.
-A check still running after the time limit has the child's whole tree stopped — found by the run tag
-every process it starts inherits, by descent and by session, the learner's own forks included — and
-is marked ✗ "did not finish within N s"; a fresh child goes on with the next check. Exercises are
-independent (each check has a store, Redis and ports of its own), so several are graded at once.
+each check runs in a child of its own, in a session of its own — forked by the fork server
+(forkserver.py), which has the grader loaded, or else started as `python -m ebookstore.course.proctor …`
+— that reports the check as a JSON line on a pipe of its own, so what the learner's code prints can't
+pass for a mark. A check still running after the time limit has the child's whole tree stopped — found
+by the run tag every process it starts inherits, by descent and by session, the learner's own forks
+included — and is marked ✗ "did not finish within N s". Checks are independent (each has a store,
+Redis and ports of its own), so several are graded at once (`Grader`), of one exercise or of several.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -23,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ebookstore.config import PROJECT_ROOT, Settings
@@ -34,6 +34,9 @@ from ebookstore.runtime import processes
 CHECK_TIMEOUT = float(os.environ.get("EBOOKSTORE_CHECK_TIMEOUT", "15"))  # seconds a learner's check may take
 STARTUP = 20.0  # seconds a child may take to start Python and load the modules, on a busy machine
 SOLUTIONS = grading.SOLUTIONS_FOLDER  # the child's FOLDER argument that grades solutions/
+# Checks graded at the same time (each in a child of its own): most of a check is waiting for processes,
+# signals and retries, so a check cell of four checks ends in about the time of its longest.
+CHECKS_AT_ONCE = int(os.environ.get("EBOOKSTORE_CHECKS_AT_ONCE", "4"))
 
 
 def timed_out_hint(seconds: float) -> str:
@@ -41,84 +44,171 @@ def timed_out_hint(seconds: float) -> str:
             "(a join, a socket read, a sleep) without a timeout")
 
 
-def grade_exercise(exercise: str, folder: Path | None, timeout: float = CHECK_TIMEOUT, solutions: bool = False,
-                   on_result=None) -> list[Result]:
-    """Every check of `exercise`, each within `timeout` s: solutions/ if `solutions`, else the files in `folder`.
+class Grader:
+    """Checks graded `at_once` at a time, each in a child of its own: `with Grader(3, timeout) as grader:`.
 
-    `on_result(result)`, if given, is called as each check ends (to show it at once).
+    `grader.exercise(...)` queues one exercise's checks and gives back its slots (one per check, filled
+    as each check ends); `grader.wait(slots)` waits for them. The first check of an exercise goes alone
+    until its child has loaded the learner's file: a file that is missing, does not import or never
+    finishes loading is then reported for every check at once, by that one child, instead of by one
+    child (and one time limit) per check. Checks wait their turn in the order their exercises were
+    queued, so that exercises end roughly in that order. Leaving the `with` on an exception (an
+    Interrupt) stops every child still running and drops the checks not started.
     """
-    names = [grading.check_name(check) for check in grading.CHECKS[exercise]]
-    results: list[Result] = []
-    first = 0
-    while first < len(names):
-        first = _grade_from(exercise, SOLUTIONS if solutions else str(folder), timeout, names, first, results,
-                            on_result or (lambda result: None))
-    return results
+
+    def __init__(self, at_once: int, timeout: float = CHECK_TIMEOUT):
+        self.timeout, self.cancelled = timeout, threading.Event()
+        self.tasks: queue.PriorityQueue = queue.PriorityQueue()  # (exercise's number, check index, n, task)
+        self.changed = threading.Condition()
+        self.error: BaseException | None = None
+        self.queued = itertools.count()
+        self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(max(1, at_once))]
+        for thread in self.threads:
+            thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is not None:
+            self.cancelled.set()  # each running check's thread stops its child at once
+        for _ in self.threads:
+            self.tasks.put((float("inf"), 0, next(self.queued), None))
+        for thread in self.threads:
+            thread.join()
+        return False
+
+    def exercise(self, exercise: str, folder: Path | None, solutions: bool = False) -> list[Result | None]:
+        """Queue every check of `exercise` (solutions/ if `solutions`, else the files in `folder`); its slots."""
+        names = [grading.check_name(check) for check in grading.CHECKS[exercise]]
+        slots: list[Result | None] = [None] * len(names)
+        order = next(self.queued)
+
+        def fill(index: int, result: Result) -> None:
+            with self.changed:
+                slots[index] = result
+                self.changed.notify_all()
+
+        def grade(index: int) -> None:
+            _grade_check(exercise, SOLUTIONS if solutions else str(folder), self.timeout, names, index, fill,
+                         self.cancelled, on_loaded=(lambda: [self._put(order, i, grade) for i in range(1, len(names))])
+                         if index == 0 else None)
+        self._put(order, 0, grade)
+        return slots
+
+    def wait(self, slots: list[Result | None], on_result=None) -> list[Result]:
+        """The results of `slots` once all are filled; `on_result(result)` is called for each, in order, as
+        soon as it and the ones before it are in (from this thread: a notebook shows it in the right cell)."""
+        shown = 0
+        while shown < len(slots):
+            with self.changed:
+                while self.error is None and slots[shown] is None:
+                    self.changed.wait(0.5)  # a timeout: an Interrupt is noticed here
+                if self.error is not None:
+                    raise self.error
+                ready = []
+                while shown < len(slots) and slots[shown] is not None:
+                    ready.append(slots[shown])
+                    shown += 1
+            for result in ready:
+                if on_result:
+                    on_result(result)
+        return list(slots)
+
+    def _put(self, order: int, index: int, task) -> None:
+        self.tasks.put((order, index, next(self.queued), lambda: task(index)))
+
+    def _work(self) -> None:
+        while True:
+            task = self.tasks.get()[-1]
+            if task is None:
+                return
+            if self.cancelled.is_set():
+                continue
+            try:
+                task()
+            except BaseException as error:  # an Interrupt that reached this thread, a bug: the waiter raises it
+                self.cancelled.set()
+                with self.changed:
+                    self.error = self.error or error
+                    self.changed.notify_all()
 
 
-def _grade_from(exercise, folder, timeout, names, first, results, on_result) -> int:
-    """Run one child from check `first` on; add its results; return the index of the next check to grade."""
+def grade_exercise(exercise: str, folder: Path | None, timeout: float = CHECK_TIMEOUT, solutions: bool = False,
+                   on_result=None, at_once: int = CHECKS_AT_ONCE) -> list[Result]:
+    """Every check of `exercise`, each within `timeout` s, `at_once` at a time: solutions/ if `solutions`, else
+    the files in `folder`. `on_result(result)`, if given, is called as each check ends, in order (to show it at once).
+    """
+    with Grader(at_once, timeout) as grader:
+        return grader.wait(grader.exercise(exercise, folder, solutions), on_result)
+
+
+def _grade_check(exercise, folder, timeout, names, index, fill, cancelled, on_loaded=None) -> None:
+    """Grade check `index` in a child of its own and `fill(index, result)`.
+
+    `on_loaded`, given for an exercise's first check, is called once the child has loaded the learner's
+    file; until then, a failure is every check's (filled for all of them): the file is missing, does not
+    import, never finishes loading, or the child died. `cancelled` set: the child is stopped, nothing filled.
+    """
     prefix = f"grade-{secrets.token_hex(4)}"
     env = {k: v for k, v in os.environ.items() if k not in ("EBOOKSTORE_SOLUTIONS", "EBOOKSTORE_EXERCISES")}
     env.update({processes.RUN_TAG: prefix, "EBOOKSTORE_TEST_TAG_PREFIX": prefix, "PYTHONUNBUFFERED": "1"})
+    every = range(index, len(names) if on_loaded else index + 1)  # what a failure before loading concerns
 
-    def add(result: Result) -> None:
-        results.append(result)
-        on_result(result)
+    def add(hint: str, seconds: float = 0.0, which=(index,)) -> None:
+        for i in which:
+            fill(i, Result(exercise, names[i], False, hint, seconds))
     report_r, report_w = os.pipe()
     with tempfile.TemporaryFile("w+") as output, os.fdopen(report_r) as reader:
         child = None
         try:
             try:
-                child = _start_child([exercise, folder, str(first)], env, output.fileno(), report_w)
+                child = _start_child([exercise, folder, str(index), str(index + 1)], env, output.fileno(), report_w)
             finally:
                 os.close(report_w)  # the child has its copy: the pipe ends when the child (and the server's copy) do
             lines: queue.Queue = queue.Queue()
             threading.Thread(target=lambda: [lines.put(line) for line in reader] + [lines.put(None)],
                              daemon=True).start()
-            # The clock of the first check starts when the child is ready to run it (Python started, modules loaded).
-            running, started, launched = first, None, time.monotonic()
-            while True:
-                # Before its first check the child starts Python and imports the learner's file: allow for that.
+            # The clock of the check starts when the child is ready to run it (Python started, modules loaded).
+            started, launched, done = None, time.monotonic(), False
+            while not cancelled.is_set():
+                # Before its check the child starts Python and imports the learner's file: allow for that.
                 deadline = (launched + STARTUP + timeout) if started is None else (started + timeout)
                 try:
-                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:  # the check ran out of time: stop everything the child started
-                    if running >= len(names):  # all checks done, but the child would not exit
-                        return len(names)
+                    line = lines.get(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    if time.monotonic() < deadline:
+                        continue
+                    if done:  # the check ended, but the child would not exit
+                        return
                     if started is None:  # the learner's file never finished loading: no check can run
-                        for name in names[running:]:
-                            add(Result(exercise, name, False, "your file did not finish loading within "
-                                       f"{timeout:g} s: look for code that runs at import (outside any function) "
-                                       "and never ends", 0.0))
-                        return len(names)
-                    add(Result(exercise, names[running], False, timed_out_hint(timeout), timeout))
-                    return running + 1
+                        return add(f"your file did not finish loading within {timeout:g} s: look for code that "
+                                   "runs at import (outside any function) and never ends", which=every)
+                    return add(timed_out_hint(timeout), timeout)  # stopped, with all it started: see finally
                 if line is None:  # the child is done (or died)
-                    if running < len(names):
+                    if not done:
                         output.seek(0)
                         last = " ".join(output.read().strip().splitlines()[-2:]) or f"exit status {child.wait(5)}"
-                        for name in names[running:]:
-                            add(Result(exercise, name, False, f"the grader stopped: {last[:300]}", 0.0))
-                    return len(names)
+                        add(f"the grader stopped: {last[:300]}", which=every if started is None else (index,))
+                    return
                 message = _message(line)
                 if message is None:
                     continue
                 if "exit" in message:  # a forked child's exit status, from the fork server
                     child.returncode = message["exit"]
-                    continue
-                if "start" in message:
-                    running, started = int(message["start"]), time.monotonic()
-                    continue
-                result = message["result"]
-                if result["name"] in ("submitted", "imports"):  # no module to grade: every check says why
-                    for name in names:
-                        add(Result(exercise, name, False, result["hint"], 0.0))
-                    running = len(names)
+                elif "start" in message:
+                    started = time.monotonic()
+                    if on_loaded:
+                        on_loaded()
+                        on_loaded = None
+                elif message["result"]["name"] in ("submitted", "imports"):  # no module to grade: every check says why
+                    add(message["result"]["hint"], which=every)
+                    done = True
                 else:
-                    add(Result(exercise, result["name"], bool(result["passed"]), result["hint"],
-                               round(float(result["seconds"]), 2)))
-                    running, started = running + 1, time.monotonic()
+                    result = message["result"]
+                    fill(index, Result(exercise, result["name"], bool(result["passed"]), result["hint"],
+                                       round(float(result["seconds"]), 2)))
+                    done = True
         finally:
             # By run tag too: a child forked for us before an Interrupt told us its PID is found all the same.
             stop_tree(prefix, child.pid if child is not None else None)
@@ -204,28 +294,20 @@ def stop_tree(prefix: str, child: int | None) -> None:
 
 
 def grade_exercises(exercises: list[str], folder: Path | None, timeout: float = CHECK_TIMEOUT,
-                    solutions: bool = False, at_once: int = 1, on_exercise=None) -> dict[str, list[Result]]:
-    """{exercise: its results}, `at_once` exercises graded at the same time.
+                    solutions: bool = False, at_once: int = CHECKS_AT_ONCE, on_exercise=None) -> dict[str, list[Result]]:
+    """{exercise: its results}, `at_once` checks graded at the same time.
 
     `on_exercise(exercise, results)` is called for each exercise in the order given, as soon as it and
     every exercise before it are graded (so that a terminal shows them in order, as they come).
     """
     graded: dict[str, list[Result]] = {}
-    done = threading.Condition()
-    shown = 0
-
-    def one(exercise):
-        nonlocal shown
-        results = grade_exercise(exercise, folder, timeout, solutions)
-        with done:
-            graded[exercise] = results
-            while shown < len(exercises) and exercises[shown] in graded:
-                if on_exercise:
-                    on_exercise(exercises[shown], graded[exercises[shown]])
-                shown += 1
-    with ThreadPoolExecutor(max_workers=max(1, at_once)) as pool:
-        list(pool.map(one, exercises))
-    return {exercise: graded[exercise] for exercise in exercises}
+    with Grader(at_once, timeout) as grader:
+        slots = {exercise: grader.exercise(exercise, folder, solutions) for exercise in exercises}
+        for exercise in exercises:
+            graded[exercise] = grader.wait(slots[exercise])
+            if on_exercise:
+                on_exercise(exercise, graded[exercise])
+    return graded
 
 
 def learner_folder() -> Path:
@@ -269,7 +351,7 @@ def run_cli(exercises: list[str], solutions: bool, all_: bool = False, folder: P
             for result in results:
                 print(result.line(), flush=True)
     graded = grade_exercises(chosen, Path(folder) if folder else learner_folder(), timeout, solutions,
-                             at_once=3 if len(chosen) > 1 else 1, on_exercise=show)
+                             on_exercise=show)
     if all_ or len(chosen) > 1:
         print("progress:")
         for exercise, results in graded.items():
@@ -281,5 +363,5 @@ def run_cli(exercises: list[str], solutions: bool, all_: bool = False, folder: P
     return 0 if all(r.passed for r in everything) else 1
 
 
-if __name__ == "__main__":
-    grading.report_exercise(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+if __name__ == "__main__":  # EXERCISE FOLDER FIRST STOP REPORT_FD
+    grading.report_exercise(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[5]), stop=int(sys.argv[4]))

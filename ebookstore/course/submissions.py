@@ -2,11 +2,11 @@
 
 A submission is one learner's exercise files (exNN_topic.py, named as in exercises/): a folder
 (a copy of their exercises/, an unpacked zip, a clone of their fork) or a .zip file. Each exercise
-is graded by the proctor (ebookstore/course/proctor.py), as a learner's own check is: in a child
-process of its own that reports every check as a JSON line. A check still running after the timeout
+is graded by the proctor (ebookstore/course/proctor.py), as a learner's own check is: each check in a
+child process of its own that reports it as a JSON line. A check still running after the timeout
 has the child's whole process tree stopped — found by the run tag that every process it started
 inherits, the learner's own forks included — and is marked "did not finish"; grading goes on with
-the next check. A few exercises are graded at once (`--jobs` × 3).
+the next check. A few checks are graded at once (`--jobs` × 4).
 
 Grading runs the learner's code, with the rights of whoever grades: grade as an unprivileged user.
 """
@@ -19,14 +19,13 @@ import json
 import sys
 import tempfile
 import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from xml.etree import ElementTree
 
 from ebookstore.course import grading, proctor
 
 DEFAULT_TIMEOUT = 30.0  # seconds one check may take
-EXERCISES_AT_ONCE = 3  # per submission: most of a check is waiting (for processes, signals, retries)
+CHECKS_AT_ONCE = 4  # per --jobs: most of a check is waiting (for processes, signals, retries)
 FILES = {f"{module}.py": exercise for exercise, module in grading.EXERCISES.items()}
 
 
@@ -54,34 +53,27 @@ def exercise_folder(path: Path, unpack_into: Path) -> Path:
     return max(found, key=lambda folder: (found[folder], -len(folder.parts))) if found else path
 
 
-def grade_exercise(submission: str, folder: Path, exercise: str, timeout: float) -> list[Mark]:
-    """Every check of `exercise` on `folder`, each one within `timeout` seconds (see proctor)."""
-    return [Mark(submission, r.exercise, r.name, r.passed, r.hint, round(r.seconds, 2))
-            for r in proctor.grade_exercise(exercise, folder, timeout)]
-
-
 def grade(paths: list[Path], exercises: list[str], timeout: float = DEFAULT_TIMEOUT, jobs: int = 1) -> list[Mark]:
-    """Marks of every submission in `paths`, in order: `jobs` × EXERCISES_AT_ONCE exercises graded at a time.
+    """Marks of every submission in `paths`, in order: `jobs` × CHECKS_AT_ONCE checks graded at a time.
 
-    One pool of (submission, exercise) tasks, not a pool per submission: a submission's last, long exercise
-    does not keep the next submission from starting, so the machine stays busy until the class is done.
+    One grader for the whole class, not one per submission or exercise: a submission's last, long check
+    does not keep the next one from starting, so the machine stays busy until the class is done.
     """
     names = _names(paths)
+    graded: list[tuple[str, str, list]] = []  # (submission, exercise, its slots), in the order of the marks
     with tempfile.TemporaryDirectory(prefix="submissions-") as unpacked, \
-            ThreadPoolExecutor(max_workers=max(1, jobs) * EXERCISES_AT_ONCE) as pool:
-        graded: list[Future] = []  # in the order of the marks: submission by submission, exercise by exercise
+            proctor.Grader(max(1, jobs) * CHECKS_AT_ONCE, timeout) as grader:
         for index, path in enumerate(paths):
             try:
                 folder = exercise_folder(path, Path(unpacked) / str(index))
             except (zipfile.BadZipFile, OSError) as error:
-                unreadable = Future()
-                unreadable.set_result([Mark(names[path], e, grading.check_name(c), False,
-                                            f"the submission cannot be read: {error}", 0.0)
-                                       for e in exercises for c in grading.CHECKS[e]])
-                graded.append(unreadable)
+                graded += [(names[path], e, [grading.Result(e, grading.check_name(c), False,
+                                                            f"the submission cannot be read: {error}", 0.0)
+                                             for c in grading.CHECKS[e]]) for e in exercises]
                 continue
-            graded += [pool.submit(grade_exercise, names[path], folder, exercise, timeout) for exercise in exercises]
-        return [mark for future in graded for mark in future.result()]
+            graded += [(names[path], exercise, grader.exercise(exercise, folder)) for exercise in exercises]
+        return [Mark(submission, r.exercise, r.name, r.passed, r.hint, round(r.seconds, 2))
+                for submission, exercise, slots in graded for r in grader.wait(slots)]
 
 
 def _names(paths: list[Path]) -> dict[Path, str]:
