@@ -168,6 +168,17 @@ def test_a_worker_killed_with_sigkill_can_start_again_under_its_name(settings, s
     wait_until(lambda: job.get_status(refresh=True) == "finished", 10, what="the new worker to take a job")
 
 
+def test_a_worker_stopped_and_started_again_is_ready_once_the_new_one_registered(settings, stack, redis):
+    """A stopped worker's entry stays in Redis (with its death) for a minute: it must not pass for the new one."""
+    key = f"rq:worker:{stack.tag}.w"
+    first = stack.worker("w", ["default"], wait_ready=True)
+    stack.stop("w")
+    assert redis.hexists(key, "death")
+    again = stack.worker("w", ["default"], wait_ready=True)
+    assert again.pid != first.pid
+    assert not redis.hexists(key, "death") and int(redis.hget(key, "pid")) == again.pid
+
+
 def test_a_worker_in_warm_shutdown_is_replaced_not_given_back(settings, stack, redis):
     worker = stack.worker("w", ["default"], wait_ready=True)
     queues.get_queue("default", redis).enqueue(jobfuncs.nap, 3)

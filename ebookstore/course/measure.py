@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 from ebookstore import backends, jobs, mail, queues, store
 
+LIBRARIES = ("rq", "celery", "dramatiq")  # the backends with worker programs of their own (not `inline`)
 MEASURE_QUEUE = "measure"  # RQ's workers under measurement also read this queue; `ebookstore up`'s don't
 
 
@@ -72,24 +73,50 @@ def counting_round_trips(connection):
         connection_class.send_packed_command = real
 
 
-def start_job_workers(stack, backend: str, count: int, env: dict | None = None, name: str | None = None) -> list[str]:
+def start_job_workers(stack, backend: str, count: int, env: dict | None = None, name: str | None = None,
+                      alone: bool = False) -> list[str]:
     """Start `backend`'s own worker program with `count` worker processes in `stack`; their names, once all take jobs.
 
     RQ: `count` `rq worker`s (each forks a work-horse per job) on the store's queues and MEASURE_QUEUE.
     Celery: one `celery worker` whose prefork pool has `count` processes. Dramatiq: `--processes count`.
     Named `name` (default: backend-count; RQ's: name-0, name-1, …); a set-up already running is given back.
+    `alone`: first stop every set-up of this backend named by default (1 or 2 processes; running, or
+    told to stop and still finishing), so that the one started takes the backend's jobs alone, afresh.
     """
+    if alone:
+        stop_job_workers(stack, set_up_names(backend))
     settings = stack.settings.replace(queue_backend=backend)
     env = {**settings.to_env(), **(env or {})}  # the workers' own jobs enqueue through their backend
-    name = name or f"{backend}-{count}"
+    names = _names(backend, count, name or f"{backend}-{count}")
     if backend == "rq":
-        names = [f"{name}-{i}" for i in range(count)]
         for worker in names:
             stack.worker(worker, [MEASURE_QUEUE, *queues.load_config().names], env=env, wait_ready=True)
         return names
-    stack.start(name, backends.worker_argv(settings, count, f"{stack.tag}.{name}"), env=env, timeout=60,
-                ready=lambda: backends.ready_in_log(backend, stack.log(name, 1000), count))  # this start's lines
-    return [name]
+    stack.start(names[0], backends.worker_argv(settings, count, f"{stack.tag}.{names[0]}"), env=env, timeout=60,
+                ready=lambda: backends.ready_in_log(backend, stack.log(names[0], 1000), count))  # this start's lines
+    return names
+
+
+def _names(backend: str, count: int, name: str) -> list[str]:
+    return [f"{name}-{i}" for i in range(count)] if backend == "rq" else [name]
+
+
+def set_up_names(backend: str | None = None) -> list[str]:
+    """The names start_job_workers gives `backend`'s set-ups by default, 1 and 2 processes (default: every backend's)."""
+    return [worker for name in ([backend] if backend else LIBRARIES)
+            for count in (1, 2) for worker in _names(name, count, f"{name}-{count}")]
+
+
+def stop_job_workers(stack, names: list[str], wait: bool = True) -> None:
+    """SIGTERM the running set-ups among `names` all at once, so that their warm shutdowns (seconds, for Celery
+    and Dramatiq) go on side by side; then, if `wait`, wait for each (SIGKILL after the Stack's timeout)."""
+    for name in names:
+        process = stack.running(name)
+        if process is not None:
+            process.terminate()
+    if wait:
+        for name in names:
+            stack.stop(name)
 
 
 def notification_throughput(stack, conn, backend: str, count: int, timeout: float = 120) -> dict:

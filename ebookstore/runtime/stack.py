@@ -244,8 +244,9 @@ class Stack:
         if running is None:
             self._forget_dead_worker(connection, full_name)
         ready = None
-        if wait_ready:
-            ready = lambda: connection.exists(f"rq:worker:{full_name}")  # noqa: E731
+        if wait_ready:  # registered, and not the earlier one of that name: a stopped worker's entry stays a minute
+            key = f"rq:worker:{full_name}"
+            ready = lambda: connection.exists(key) and not connection.hexists(key, "death")  # noqa: E731
         return self.start(name, argv, env=env, ready=ready)
 
     def _forget_dead_worker(self, connection: Redis, full_name: str) -> None:
