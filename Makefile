@@ -50,17 +50,19 @@ lab: setup
 # faster, still failed a test now and then under that load: see the README),
 # each worker with a state folder and ports of its own, holding at most two tests, the slowest first
 # (see conftest.py: the notebook tests take 10-90 s each; work-stealing's first split gave them all to
-# one worker). Then the `heavy` tests, which load the machine on purpose, in two groups side by side:
-# the fault injection (20 clients, kills) and the checks under a CPU burner of their own (each group on
-# one pytest worker: --dist loadgroup). Last the `solo` test, which measures a time, alone. Every part
-# runs even if one before failed; make fails if any did.
+# one worker). Then the `heavy` tests, which load the machine on purpose, in three groups side by side
+# (each on one pytest worker: --dist loadgroup): the fault injection (20 clients, kills) and the checks
+# under load, in two halves, each with a busy loop of its own (tests/test_wrong_answers.py). They hold
+# /tmp/heavy.lock together (flock, where there is one): another heavy run on this machine waits for them.
+# Last the `solo` test, which measures a time, alone. Every part runs even if one before failed; make
+# fails if any did.
 TEST_WORKERS ?= 4
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 test: setup
 	@$(BIN)/python -m compileall -q ebookstore tests solutions >/dev/null  # the course's own modules, likewise
 	@$(PYTEST) -n $(TEST_WORKERS) --dist load --maxschedchunk 1 --durations=15 --nbmake --nbmake-timeout=60 -m "not solo and not heavy" tests notebooks; \
 	first=$$?; \
-	$(PYTEST) -n 2 --dist loadgroup --durations=5 -m heavy tests; \
+	$$(command -v flock >/dev/null && echo flock /tmp/heavy.lock) $(PYTEST) -n 3 --dist loadgroup --durations=5 -m heavy tests; \
 	second=$$?; \
 	$(PYTEST) --durations=5 -m solo tests; \
 	third=$$?; \

@@ -125,9 +125,10 @@ def report(label, purchases, counts, expected, stats, seconds):
 
 
 # Loads the machine (20 clients, 6 workers, kills): not beside the parallel tests, but beside the other heavy
-# group, the checks under a CPU burner (see the Makefile). Six workers, not four: more jobs in flight at each
+# groups, the checks under CPU burners (see the Makefile). Six workers, not four: more jobs in flight at each
 # kill, and the 900 emails at 0.2 s each drain sooner: alone 48 s instead of 70 s; beside that group 75-79 s
-# (five runs) instead of 87-108 s, near the 120 s bound (measured 2026-12-01).
+# (five runs) instead of 87-108 s, near the 120 s bound (measured 2026-12-01); 71 s beside the two halves of
+# that group, each with one busy loop (one run).
 @pytest.mark.heavy
 @pytest.mark.xdist_group("faults")
 @pytest.mark.parametrize("run", range(RUNS))

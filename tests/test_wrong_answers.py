@@ -107,9 +107,23 @@ def _under_a_heavy_lock() -> bool:
     return False
 
 
+# The checks under load run in this many groups, side by side on xdist workers of their own (`make test`:
+# beside the fault injection), each with its share of the busy loops: together they keep every core busy.
+UNDER_LOAD_GROUPS = 2
+
+
+def _busy_loops() -> int:
+    """Busy loops for one group: every core's, or its share when the groups run side by side (and the fault
+    injection beside them: more xdist workers than groups)."""
+    cores = psutil.cpu_count() or 2
+    side_by_side = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > UNDER_LOAD_GROUPS
+    return max(1, cores // UNDER_LOAD_GROUPS) if side_by_side else cores
+
+
 @pytest.fixture(scope="module")
 def both_cores_busy(tmp_path_factory):
-    """Two busy loops of our own (tagged, stopped afterwards), taking the heavy lock unless the run holds it."""
+    """Busy loops of our own (tagged, stopped afterwards; see _busy_loops), taking the heavy lock unless the
+    run holds it (`make test` does, for both groups at once)."""
     lock = None
     if not _under_a_heavy_lock():
         lock = open(HEAVY_LOCK, "a")
@@ -117,7 +131,7 @@ def both_cores_busy(tmp_path_factory):
     from ebookstore.config import Settings
     stack = Stack(Settings.from_env(home=tmp_path_factory.mktemp("burner")), tag=new_tag(), stop_at_exit=False)
     try:
-        burners = [specimens.spinner(stack, f"burner-{n}", seconds=900) for n in range(psutil.cpu_count() or 2)]
+        burners = [specimens.spinner(stack, f"burner-{n}", seconds=900) for n in range(_busy_loops())]
         time.sleep(0.3)
         assert all(b.cpu_percent(0.2) > 30 for b in burners)
         yield burners
@@ -140,7 +154,7 @@ def _timed_run(exercise) -> list[str]:
 
 
 @pytest.mark.heavy
-@pytest.mark.xdist_group("under-load")
+@pytest.mark.xdist_group("under-load-0")
 @pytest.mark.skipif(not os.environ.get("EBOOKSTORE_LONG_TESTS"),
                     reason="timing under a CPU burner of its own: flaky on a shared 2-core machine; "
                            "run with EBOOKSTORE_LONG_TESTS=1")
@@ -157,8 +171,9 @@ def test_under_load_each_solution_still_passes_in_time(exercise, both_cores_busy
 # Keeps both cores busy on purpose: not beside the parallel tests, which it would slow (and time), but beside
 # the fault injection, whose load adds to the burner's (see the Makefile).
 @pytest.mark.heavy
-@pytest.mark.xdist_group("under-load")
-@pytest.mark.parametrize("entry", [e for e in CATALOGUE if e.check in TIMING_CHECKS], ids=lambda entry: entry.id)
+@pytest.mark.parametrize("entry", [pytest.param(e, marks=pytest.mark.xdist_group(f"under-load-{n % UNDER_LOAD_GROUPS}"))
+                                   for n, e in enumerate(e for e in CATALOGUE if e.check in TIMING_CHECKS)],
+                         ids=lambda entry: entry.id)
 def test_under_load_the_wrong_answer_is_still_rejected(entry, both_cores_busy, tmp_path):
     results = grade_source(tmp_path, entry.exercise, entry.source(), only=[entry.check])
     _assert_rejected(entry, results)
