@@ -53,7 +53,8 @@ lab: setup
 # one worker). Then the `heavy` tests, which load the machine on purpose, in three groups side by side
 # (each on one pytest worker: --dist loadgroup): the fault injection (20 clients, kills) and the checks
 # under load, in two halves, each with a busy loop of its own (tests/test_wrong_answers.py). They hold
-# /tmp/heavy.lock together (flock, where there is one): another heavy run on this machine waits for them.
+# /tmp/heavy.lock together (flock, where there is one): the checks under load of another run on this
+# machine (another `make test`, say) wait for them.
 # Last the `solo` test, which measures a time, alone. Every part runs even if one before failed; make
 # fails if any did.
 TEST_WORKERS ?= 4

@@ -1,4 +1,4 @@
-"""The proctor's fork server: each exercise graded in a fresh child forked from it, nothing shared between
+"""The proctor's fork server: each check graded in a fresh child forked from it, nothing shared between
 two children, and the server itself stopped with the process that started it (or started again if killed)."""
 import os
 import signal

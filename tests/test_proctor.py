@@ -85,3 +85,13 @@ def test_an_interrupt_while_checks_run_stops_every_child(tmp_path, monkeypatch):
     left = [p for p in processes.psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == ["271.5"]]
     left += [p for tag in tags for p in processes.tagged(tag)]
     assert left == [], processes.format_rows(processes.ps_rows(left))
+
+
+def test_every_check_grades_the_file_as_it_was_when_queued(tmp_path):
+    # JupyterLab saves the exercise (autosave, or the learner's Ctrl-S) while its check cell runs.
+    folder = submission(tmp_path / "s", SOLUTION)
+    with proctor.Grader(4) as grader:
+        slots = grader.exercise(EXERCISE, folder)
+        (folder / f"{grading.EXERCISES[EXERCISE]}.py").write_text("raise SystemExit('saved halfway')\n")
+        results = grader.wait(slots)
+    assert all(r.passed for r in results), [r.line() for r in results]

@@ -113,10 +113,11 @@ UNDER_LOAD_GROUPS = 2
 
 
 def _busy_loops() -> int:
-    """Busy loops for one group: every core's, or its share when the groups run side by side (and the fault
-    injection beside them: more xdist workers than groups)."""
+    """Busy loops for one group: its share of the cores when the groups run side by side (`make test`: the run
+    holds the heavy lock and has an xdist worker for each group and the fault injection), else every core's."""
     cores = psutil.cpu_count() or 2
-    side_by_side = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > UNDER_LOAD_GROUPS
+    side_by_side = (int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > UNDER_LOAD_GROUPS
+                    and _under_a_heavy_lock())
     return max(1, cores // UNDER_LOAD_GROUPS) if side_by_side else cores
 
 

@@ -1,4 +1,4 @@
-"""The proctor's fork server: one process that has loaded the grader forks a child for each exercise graded.
+"""The proctor's fork server: one process that has loaded the grader forks a child for each check graded.
 
     python -m ebookstore.course.forkserver FD    # started by the proctor on first use; FD: its socket
 
@@ -81,6 +81,7 @@ class ForkServer:
 
 
 _servers: dict[str, ForkServer] = {}
+_retired: list[ForkServer] = []  # failed a request: asked for nothing more, stopped at exit (with their children)
 _servers_lock = threading.Lock()
 
 
@@ -95,10 +96,11 @@ def fork(args: list[str], env: dict, output_fd: int, report_fd: int) -> int | No
         try:
             return server.fork(args, env, output_fd, report_fd)
         except BaseException as error:
+            # Not stopped now: stopping a server SIGKILLs its children, the other checks being graded at once.
             with _servers_lock:
                 if _servers.get(key) is server:
                     del _servers[key]
-            server.stop()
+                _retired.append(server)
             if not isinstance(error, (OSError, ValueError, KeyError)):
                 raise  # KeyboardInterrupt: the caller stops whatever the request started (by run tag)
     return None
@@ -108,8 +110,9 @@ def fork(args: list[str], env: dict, output_fd: int, report_fd: int) -> int | No
 def stop_all() -> None:
     """Stop the fork servers this process started (also at its exit)."""
     with _servers_lock:
-        servers = list(_servers.values())
+        servers = list(_servers.values()) + _retired
         _servers.clear()
+        _retired.clear()
     for server in servers:
         server.stop()
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from ebookstore import backends, jobs, mail, queues, store
+from ebookstore.runtime import processes
 
 LIBRARIES = ("rq", "celery", "dramatiq")  # the backends with worker programs of their own (not `inline`)
 MEASURE_QUEUE = "measure"  # RQ's workers under measurement also read this queue; `ebookstore up`'s don't
@@ -80,14 +81,15 @@ def start_job_workers(stack, backend: str, count: int, env: dict | None = None, 
     RQ: `count` `rq worker`s (each forks a work-horse per job) on the store's queues and MEASURE_QUEUE.
     Celery: one `celery worker` whose prefork pool has `count` processes. Dramatiq: `--processes count`.
     Named `name` (default: backend-count; RQ's: name-0, name-1, …); a set-up already running is given back.
-    `alone`: first stop every set-up of this backend named by default (1 or 2 processes; running, or
-    told to stop and still finishing), so that the one started takes the backend's jobs alone, afresh.
+    `alone`: first stop every set-up of this backend started here in `stack` (running, or told to stop and
+    still finishing), so that the one started takes the backend's jobs alone, afresh.
     """
     if alone:
-        stop_job_workers(stack, set_up_names(backend))
+        stop_job_workers(stack, set_ups(stack, backend))
     settings = stack.settings.replace(queue_backend=backend)
     env = {**settings.to_env(), **(env or {})}  # the workers' own jobs enqueue through their backend
-    names = _names(backend, count, name or f"{backend}-{count}")
+    names = [f"{name or f'{backend}-{count}'}-{i}" for i in range(count)] if backend == "rq" else [name or f"{backend}-{count}"]
+    _started.setdefault((stack.tag, backend), {}).update(dict.fromkeys(names))
     if backend == "rq":
         for worker in names:
             stack.worker(worker, [MEASURE_QUEUE, *queues.load_config().names], env=env, wait_ready=True)
@@ -97,26 +99,31 @@ def start_job_workers(stack, backend: str, count: int, env: dict | None = None, 
     return names
 
 
-def _names(backend: str, count: int, name: str) -> list[str]:
-    return [f"{name}-{i}" for i in range(count)] if backend == "rq" else [name]
+_started: dict[tuple[str, str], dict[str, None]] = {}  # (run tag, backend) -> names start_job_workers gave
+_told: set = set()  # processes stop_job_workers sent SIGTERM: a second one would end a job midway (RQ, Dramatiq)
 
 
-def set_up_names(backend: str | None = None) -> list[str]:
-    """The names start_job_workers gives `backend`'s set-ups by default, 1 and 2 processes (default: every backend's)."""
-    return [worker for name in ([backend] if backend else LIBRARIES)
-            for count in (1, 2) for worker in _names(name, count, f"{name}-{count}")]
+def set_ups(stack, backend: str | None = None) -> list[str]:
+    """The names of the set-ups start_job_workers started in `stack` (of `backend`; default: of every backend)."""
+    return [name for (tag, of), names in _started.items() if tag == stack.tag and backend in (None, of)
+            for name in names]
 
 
-def stop_job_workers(stack, names: list[str], wait: bool = True) -> None:
-    """SIGTERM the running set-ups among `names` all at once, so that their warm shutdowns (seconds, for Celery
-    and Dramatiq) go on side by side; then, if `wait`, wait for each (SIGKILL after the Stack's timeout)."""
+def stop_job_workers(stack, names: list[str], wait: bool = True, timeout: float = 10) -> None:
+    """Tell the running set-ups among `names` to stop (SIGTERM, once), all at once, so that their warm shutdowns
+    (seconds, for Celery and Dramatiq) go on side by side; then, if `wait`, wait up to `timeout` s for each
+    (what is left then is stopped by the Stack: SIGTERM, SIGKILL)."""
     for name in names:
         process = stack.running(name)
-        if process is not None:
+        if process is not None and process not in _told:  # psutil compares PID and start time
             process.terminate()
+            _told.add(process)
     if wait:
         for name in names:
-            stack.stop(name)
+            process = stack.running(name)
+            if process is not None:
+                processes.wait_gone([process], timeout)
+            stack.stop(name)  # reaps it
 
 
 def notification_throughput(stack, conn, backend: str, count: int, timeout: float = 120) -> dict:

@@ -19,6 +19,7 @@ import json
 import os
 import queue
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ STARTUP = 20.0  # seconds a child may take to start Python and load the modules,
 SOLUTIONS = grading.SOLUTIONS_FOLDER  # the child's FOLDER argument that grades solutions/
 # Checks graded at the same time (each in a child of its own): most of a check is waiting for processes,
 # signals and retries, so a check cell of four checks ends in about the time of its longest.
-CHECKS_AT_ONCE = int(os.environ.get("EBOOKSTORE_CHECKS_AT_ONCE", "4"))
+CHECKS_AT_ONCE = 4
 
 
 def timed_out_hint(seconds: float) -> str:
@@ -52,8 +53,9 @@ class Grader:
     until its child has loaded the learner's file: a file that is missing, does not import or never
     finishes loading is then reported for every check at once, by that one child, instead of by one
     child (and one time limit) per check. Checks wait their turn in the order their exercises were
-    queued, so that exercises end roughly in that order. Leaving the `with` on an exception (an
-    Interrupt) stops every child still running and drops the checks not started.
+    queued, so that exercises end roughly in that order. Every check of an exercise grades the same copy
+    of the learner's file, taken when it is queued (a save in between changes none of them). Leaving the
+    `with` on an exception (an Interrupt) stops every child still running and drops the checks not started.
     """
 
     def __init__(self, at_once: int, timeout: float = CHECK_TIMEOUT):
@@ -62,6 +64,7 @@ class Grader:
         self.changed = threading.Condition()
         self.error: BaseException | None = None
         self.queued = itertools.count()
+        self.copies = tempfile.TemporaryDirectory(prefix="grade-")  # the learner's files, as queued
         self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(max(1, at_once))]
         for thread in self.threads:
             thread.start()
@@ -74,8 +77,18 @@ class Grader:
             self.cancelled.set()  # each running check's thread stops its child at once
         for _ in self.threads:
             self.tasks.put((float("inf"), 0, next(self.queued), None))
-        for thread in self.threads:
-            thread.join()
+        try:
+            for thread in self.threads:
+                thread.join()
+        except BaseException:  # a second Interrupt while the checks end: stop them all the same
+            self.cancelled.set()
+            for thread in self.threads:
+                thread.join()
+            raise
+        finally:
+            self.copies.cleanup()
+        if kind is None and self.error is not None:  # a thread failed after the last result was read
+            raise self.error
         return False
 
     def exercise(self, exercise: str, folder: Path | None, solutions: bool = False) -> list[Result | None]:
@@ -83,6 +96,11 @@ class Grader:
         names = [grading.check_name(check) for check in grading.CHECKS[exercise]]
         slots: list[Result | None] = [None] * len(names)
         order = next(self.queued)
+        source = Path(folder or ".") / f"{grading.EXERCISES[exercise]}.py"
+        if not solutions and source.is_file():  # one copy for all its checks (a missing file: "not submitted")
+            folder = Path(self.copies.name) / str(order)
+            folder.mkdir()
+            shutil.copyfile(source, folder / source.name)
 
         def fill(index: int, result: Result) -> None:
             with self.changed:
@@ -159,7 +177,9 @@ def _grade_check(exercise, folder, timeout, names, index, fill, cancelled, on_lo
         for i in which:
             fill(i, Result(exercise, names[i], False, hint, seconds))
     report_r, report_w = os.pipe()
-    with tempfile.TemporaryFile("w+") as output, os.fdopen(report_r) as reader:
+    # What the learner's code printed (it may not be UTF-8); the report pipe is read and closed by a thread
+    # of its own: a process that escaped with a copy of it would keep a read, and so a close, waiting forever.
+    with tempfile.TemporaryFile("w+", errors="replace") as output:
         child = None
         try:
             try:
@@ -167,8 +187,8 @@ def _grade_check(exercise, folder, timeout, names, index, fill, cancelled, on_lo
             finally:
                 os.close(report_w)  # the child has its copy: the pipe ends when the child (and the server's copy) do
             lines: queue.Queue = queue.Queue()
-            threading.Thread(target=lambda: [lines.put(line) for line in reader] + [lines.put(None)],
-                             daemon=True).start()
+            threading.Thread(target=_read_lines, args=(report_r, lines), daemon=True).start()
+            report_r = None
             # The clock of the check starts when the child is ready to run it (Python started, modules loaded).
             started, launched, done = None, time.monotonic(), False
             while not cancelled.is_set():
@@ -214,10 +234,20 @@ def _grade_check(exercise, folder, timeout, names, index, fill, cancelled, on_lo
             stop_tree(prefix, child.pid if child is not None else None)
             if child is not None:
                 child.wait(0)
+            if report_r is not None:  # the child never started: nobody reads it
+                os.close(report_r)
+
+
+def _read_lines(fd: int, lines: queue.Queue) -> None:
+    """Put each line of the report pipe `fd` on `lines`, then None once the pipe ends; close it."""
+    with os.fdopen(fd, errors="replace") as reader:
+        for line in reader:
+            lines.put(line)
+    lines.put(None)
 
 
 class Child:
-    """The child grading an exercise: forked by the fork server, or (if that fails) started afresh."""
+    """The child grading a check: forked by the fork server, or (if that fails) started afresh."""
 
     def __init__(self, pid: int, popen: subprocess.Popen | None = None):
         self.pid, self.popen, self.returncode = pid, popen, None

@@ -25,7 +25,6 @@ from xml.etree import ElementTree
 from ebookstore.course import grading, proctor
 
 DEFAULT_TIMEOUT = 30.0  # seconds one check may take
-CHECKS_AT_ONCE = 4  # per --jobs: most of a check is waiting (for processes, signals, retries)
 FILES = {f"{module}.py": exercise for exercise, module in grading.EXERCISES.items()}
 
 
@@ -54,7 +53,7 @@ def exercise_folder(path: Path, unpack_into: Path) -> Path:
 
 
 def grade(paths: list[Path], exercises: list[str], timeout: float = DEFAULT_TIMEOUT, jobs: int = 1) -> list[Mark]:
-    """Marks of every submission in `paths`, in order: `jobs` × CHECKS_AT_ONCE checks graded at a time.
+    """Marks of every submission in `paths`, in order: `jobs` × proctor.CHECKS_AT_ONCE checks graded at a time.
 
     One grader for the whole class, not one per submission or exercise: a submission's last, long check
     does not keep the next one from starting, so the machine stays busy until the class is done.
@@ -62,7 +61,7 @@ def grade(paths: list[Path], exercises: list[str], timeout: float = DEFAULT_TIME
     names = _names(paths)
     graded: list[tuple[str, str, list]] = []  # (submission, exercise, its slots), in the order of the marks
     with tempfile.TemporaryDirectory(prefix="submissions-") as unpacked, \
-            proctor.Grader(max(1, jobs) * CHECKS_AT_ONCE, timeout) as grader:
+            proctor.Grader(max(1, jobs) * proctor.CHECKS_AT_ONCE, timeout) as grader:
         for index, path in enumerate(paths):
             try:
                 folder = exercise_folder(path, Path(unpacked) / str(index))
