@@ -11,6 +11,7 @@ pass for a mark. A check still running after the time limit has the child's whol
 by the run tag every process it starts inherits, by descent and by session, the learner's own forks
 included — and is marked ✗ "did not finish within N s". Checks are independent (each has a store,
 Redis and ports of its own), so several are graded at once (`Grader`), of one exercise or of several.
+Each child imports the learner's file afresh: code at its top level runs once per check.
 """
 from __future__ import annotations
 
