@@ -80,7 +80,8 @@ def test_an_interrupt_while_checks_run_stops_every_child(tmp_path, monkeypatch):
                                                                                              "def _stopwatch(")))
     finally:
         timer.cancel()
-    assert time.monotonic() - interrupted[0] < 5, "the checks running went on after the Interrupt"
+    # Each check may take 15 s: had they gone on, this would be 12 s or more.
+    assert time.monotonic() - interrupted[0] < 10, "the checks running went on after the Interrupt"
     assert tags, "no child was started"
     left = [p for p in processes.psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == ["271.5"]]
     left += [p for tag in tags for p in processes.tagged(tag)]
