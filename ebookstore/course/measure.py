@@ -123,7 +123,7 @@ def stop_job_workers(stack, names: list[str], wait: bool = True, timeout: float 
             process = stack.running(name)
             if process is not None:
                 processes.wait_gone([process], timeout)
-            stack.stop(name)  # reaps it
+                stack.stop(name)  # reaps it, and stops what is left of it (SIGTERM, then SIGKILL)
 
 
 def notification_throughput(stack, conn, backend: str, count: int, timeout: float = 120) -> dict:

@@ -97,8 +97,8 @@ class Grader:
         names = [grading.check_name(check) for check in grading.CHECKS[exercise]]
         slots: list[Result | None] = [None] * len(names)
         order = next(self.queued)
-        source = Path(folder or ".") / f"{grading.EXERCISES[exercise]}.py"
-        if not solutions and source.is_file():  # one copy for all its checks (a missing file: "not submitted")
+        source = Path(folder) / f"{grading.EXERCISES[exercise]}.py" if folder is not None else None
+        if not solutions and source is not None and source.is_file():  # one copy for all its checks
             folder = Path(self.copies.name) / str(order)
             folder.mkdir()
             shutil.copyfile(source, folder / source.name)
