@@ -88,7 +88,8 @@ def start_job_workers(stack, backend: str, count: int, env: dict | None = None, 
         stop_job_workers(stack, set_ups(stack, backend))
     settings = stack.settings.replace(queue_backend=backend)
     env = {**settings.to_env(), **(env or {})}  # the workers' own jobs enqueue through their backend
-    names = [f"{name or f'{backend}-{count}'}-{i}" for i in range(count)] if backend == "rq" else [name or f"{backend}-{count}"]
+    name = name or f"{backend}-{count}"
+    names = [f"{name}-{i}" for i in range(count)] if backend == "rq" else [name]
     _started.setdefault((stack.tag, backend), {}).update(dict.fromkeys(names))
     if backend == "rq":
         for worker in names:
