@@ -28,6 +28,10 @@ def pytest_configure(config):
         "EBOOKSTORE_TEST_TAG_PREFIX": TAG_PREFIX,
     })
     os.environ.pop("REDIS_URL", None)
+    # nbmake's notebook kernels on Unix sockets, like the tests' own: see tests/kernels.py.
+    import nbmake.nb_run
+    from tests.kernels import IPCNotebookClient
+    nbmake.nb_run.NotebookClient = IPCNotebookClient
     if os.environ.get("EBOOKSTORE_SOLUTIONS") != "1":
         os.environ.pop("EBOOKSTORE_SOLUTIONS", None)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import random
+import select
 import signal
 import sys
 from pathlib import Path
@@ -18,7 +19,9 @@ from pathlib import Path
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from rq import Worker, worker_registration
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.registry import clean_registries
+from rq.scheduler import RQScheduler
 from rq.utils import now
 
 from ebookstore import jobs, queues  # noqa: F401  jobs: see preload_job_modules
@@ -51,6 +54,35 @@ def weighted_order(items: list, weights: list[int], rng: random.Random = random)
     return [items[i] for i in order]
 
 
+class StoreScheduler(RQScheduler):
+    """RQ's scheduler (the worker's child that enqueues jobs when their time comes), which stops within a
+    moment of SIGTERM: RQ's finishes its 1-s sleep first, and the worker's warm shutdown waits for it."""
+
+    _waker: int | None = None  # the write end of a pipe the loop waits on
+
+    def work(self):
+        """RQ's loop, its `time.sleep(interval)` a wait on a pipe that request_stop writes to."""
+        wake, self._waker = os.pipe()
+        os.set_blocking(self._waker, False)
+        self._install_signal_handlers()
+        self.register_birth()
+        while not self._stop_requested:
+            if self.should_reacquire_locks:
+                self.acquire_locks()
+            self.heartbeat()
+            self.enqueue_scheduled_jobs()
+            select.select([wake], [], [], self.interval)
+        self.stop()
+
+    def request_stop(self, signum=None, frame=None):
+        super().request_stop(signum, frame)
+        if self._waker is not None:  # a signal handler may not take a lock; writing to a pipe is safe
+            try:
+                os.write(self._waker, b"!")
+            except BlockingIOError:
+                pass  # full of earlier wake-ups: the loop wakes anyway
+
+
 class StoreWorker(Worker):
     """RQ's Worker, with a job heartbeat that notices a dead worker in seconds, not minutes.
 
@@ -65,7 +97,7 @@ class StoreWorker(Worker):
     HEARTBEAT_GRACE = 3  # seconds a worker may miss its heartbeat before its job counts as abandoned
     INTERMEDIATE_GRACE = 5  # seconds a dequeued job may wait to be started before it counts as abandoned
     MAINTENANCE_LOCK_TTL = 10  # seconds
-    SCHEDULER_STOP_GRACE = 5  # seconds the scheduler child may take to stop (its loop wakes every second)
+    SCHEDULER_STOP_GRACE = 5  # seconds the scheduler child may take to stop (StoreScheduler: a moment)
     # A Redis restart: every command waits and tries again (0.25, 0.5, 1, 2, 4, 4 … s), for about
     # five minutes, instead of ending the worker. Then it gives up and exits; a supervisor starts it again.
     REDIS_RETRY = Retry(ExponentialBackoff(cap=4, base=0.25), retries=75)
@@ -78,14 +110,33 @@ class StoreWorker(Worker):
         self.connection.set_retry(self.REDIS_RETRY)
         preload_job_modules()
 
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT):
+        """RQ's, with StoreScheduler for RQScheduler: take the scheduler's locks; start it (in burst mode, run it once)."""
+        self.scheduler = StoreScheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                        logging_level=logging_level if logging_level is not None else self.log.level,
+                                        date_format=date_format, log_format=log_format)
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return  # another worker's scheduler has them
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
+
     def stop_scheduler(self):
         """Stop the scheduler child as RQ does (SIGTERM, then wait), but wait SCHEDULER_STOP_GRACE s at most.
 
         RQ waits for it without a limit: a scheduler child that never exits would keep its worker's warm
         shutdown waiting until supervisord's SIGKILL, WORKER_GRACE (30 s) later. (A suspect when `ebookstore
         down` took 30 s on a busy machine, the worker and its idle scheduler SIGKILLed together; it happened
-        again with this bound, so not the only cause.) The scheduler's loop looks for a stop request every
-        second: one still running after the grace is killed, and the worker's log says so. Its locks then
+        again with this bound, so not the only cause.) StoreScheduler stops within a moment of
+        SIGTERM: one still running after the grace is killed, and the worker's log says so. Its locks then
         expire in a minute (or `up` clears them). Called twice (a warm shutdown during a job, then the
         teardown), it signals nothing the second time: the PID may belong to another process by then.
         """

@@ -15,11 +15,11 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from nbclient import NotebookClient
 
 from ebookstore.config import PROJECT_ROOT
 from ebookstore.course import grading
 from ebookstore.runtime import processes
+from tests.kernels import IPCNotebookClient
 from tests.stubs import stub_from_solution
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -56,9 +56,9 @@ def home(request) -> Path:
     assert left == [], f"left running: {processes.format_rows(processes.ps_rows(left))}"
 
 
-def client(name: str) -> NotebookClient:
+def client(name: str) -> IPCNotebookClient:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    return NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+    return IPCNotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
 
 
 def outputs(cell) -> str:
@@ -123,9 +123,9 @@ def test_notebooks_in_another_order(home, stubs):
 def test_two_notebooks_at_once(home, stubs, tmp_path):
     """03 runs while 02 starts, finishes and cleans up beside it: 03 must not notice."""
     env = learner_env(home, stubs)
-    script = ("import sys, nbformat\nfrom nbclient import NotebookClient\n"
+    script = ("import sys, nbformat\nfrom tests.kernels import IPCNotebookClient\n"
               "nb = nbformat.read(sys.argv[1], as_version=4)\n"
-              "NotebookClient(nb, timeout=60, kernel_name='python3', resources={'metadata': {'path': sys.argv[2]}})"
+              "IPCNotebookClient(nb, timeout=60, kernel_name='python3', resources={'metadata': {'path': sys.argv[2]}})"
               ".execute()\nnbformat.write(nb, sys.argv[3])\n")
     runs = {}
     for name in ("03_creating_jobs.ipynb", "02_redis_and_rq_setup.ipynb"):

@@ -1,10 +1,12 @@
 """Queue order: RQ's strict order, and Sidekiq-style weights, on real worker processes; a worker's stop."""
 import random
 import signal
+import sys
 import time
 from collections import Counter
 
 from rq.job import Job
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE
 
 from ebookstore import queues, workers
 from ebookstore.runtime import processes
@@ -70,3 +72,24 @@ def test_a_scheduler_that_does_not_stop_is_killed_after_the_grace(redis, stack):
     assert grace - 0.5 < waited < grace + 5, f"the worker waited {waited:.1f} s for its scheduler (grace {grace} s)"
     assert processes.gone(scheduler)
     assert "did not stop within" in stack.log("keeper")
+
+
+SLEEPY_SCHEDULER = """
+from ebookstore import queues
+from ebookstore.config import Settings
+from ebookstore.workers import StoreScheduler
+StoreScheduler(["low"], connection=queues.connect(Settings.from_env()), interval=30, name="sleepy").work()
+"""
+
+
+def test_the_scheduler_stops_on_sigterm_at_once_not_after_its_sleep(redis, stack):
+    """RQ's scheduler notices SIGTERM only when its sleep between two rounds (1 s; here 30 s) is over, and
+    the worker's warm shutdown waits for it; the store's wakes up at once, releases its locks and exits."""
+    key = SCHEDULER_KEY_TEMPLATE % "sleepy"
+    scheduler = stack.start("scheduler", [sys.executable, "-c", SLEEPY_SCHEDULER], ready=lambda: redis.exists(key))
+    time.sleep(0.5)  # past its first round, into the sleep
+    told = time.monotonic()
+    scheduler.send_signal(signal.SIGTERM)
+    scheduler.wait(10)  # raises TimeoutExpired if it sleeps on
+    assert time.monotonic() - told < 5
+    assert not redis.exists(key) and redis.keys("rq:scheduler-lock:*") == []
