@@ -46,8 +46,7 @@ lab: setup
 # Unit and integration tests, then every notebook: in solutions mode (nbmake; see conftest.py) and,
 # in tests/test_learner_paths.py, as a learner would (untouched stubs, detours, `ebookstore up` beside).
 # Most tests wait (for processes, signals, retries), so TEST_WORKERS of them run at once (pytest-xdist;
-# on the 2-core reference machine four leave a quarter of the CPU idle, but five or six, though 35-70 s
-# faster, still failed a test now and then under that load: see the README),
+# on the 2-core reference machine four left a quarter of the CPU idle; five use most of it: see the README),
 # each worker with a state folder and ports of its own, holding at most two tests, the slowest first
 # (see conftest.py: the notebook tests take 10-90 s each; work-stealing's first split gave them all to
 # one worker). Then the `heavy` tests, which load the machine on purpose, in three groups side by side
@@ -57,7 +56,7 @@ lab: setup
 # machine (another `make test`, say) wait for them.
 # Last the `solo` test, which measures a time, alone. Every part runs even if one before failed; make
 # fails if any did.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 5
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 test: setup
 	@$(BIN)/python -m compileall -q ebookstore tests solutions >/dev/null  # the course's own modules, likewise
