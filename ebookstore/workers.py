@@ -61,7 +61,7 @@ class StoreScheduler(RQScheduler):
     _waker: int | None = None  # the write end of a pipe the loop waits on
 
     def work(self):
-        """RQ's loop, its `time.sleep(interval)` a wait on a pipe that request_stop writes to."""
+        """RQ 3.0's loop, its `time.sleep(interval)` a wait on a pipe that request_stop writes to."""
         wake, self._waker = os.pipe()
         os.set_blocking(self._waker, False)
         self._install_signal_handlers()
