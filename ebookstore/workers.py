@@ -64,15 +64,20 @@ class StoreScheduler(RQScheduler):
         """RQ 3.0's loop, its `time.sleep(interval)` a wait on a pipe that request_stop writes to."""
         wake, self._waker = os.pipe()
         os.set_blocking(self._waker, False)
-        self._install_signal_handlers()
-        self.register_birth()
-        while not self._stop_requested:
-            if self.should_reacquire_locks:
-                self.acquire_locks()
-            self.heartbeat()
-            self.enqueue_scheduled_jobs()
-            select.select([wake], [], [], self.interval)
-        self.stop()
+        try:
+            self._install_signal_handlers()
+            self.register_birth()
+            while not self._stop_requested:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+                select.select([wake], [], [], self.interval)
+            self.stop()
+        finally:
+            waker, self._waker = self._waker, None
+            os.close(wake)
+            os.close(waker)
 
     def request_stop(self, signum=None, frame=None):
         super().request_stop(signum, frame)

@@ -130,7 +130,7 @@ def test_two_notebooks_at_once(home, stubs, tmp_path):
     runs = {}
     for name in ("03_creating_jobs.ipynb", "02_redis_and_rq_setup.ipynb"):
         runs[name] = subprocess.Popen([sys.executable, "-c", script, str(NOTEBOOKS / name), str(NOTEBOOKS),
-                                       str(tmp_path / name)], env=env, stdout=subprocess.PIPE,
+                                       str(tmp_path / name)], env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, start_new_session=True)
         time.sleep(1.5)
     for name, proc in runs.items():

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 
 from rq.job import Job
-from rq.scheduler import SCHEDULER_KEY_TEMPLATE
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 
 from ebookstore import queues, workers
 from ebookstore.runtime import processes
@@ -85,11 +85,24 @@ StoreScheduler(["low"], connection=queues.connect(Settings.from_env()), interval
 def test_the_scheduler_stops_on_sigterm_at_once_not_after_its_sleep(redis, stack):
     """RQ's scheduler notices SIGTERM only when its sleep between two rounds (1 s; here 30 s) is over, and
     the worker's warm shutdown waits for it; the store's wakes up at once, releases its locks and exits."""
-    key = SCHEDULER_KEY_TEMPLATE % "sleepy"
-    scheduler = stack.start("scheduler", [sys.executable, "-c", SLEEPY_SCHEDULER], ready=lambda: redis.exists(key))
-    time.sleep(0.5)  # past its first round, into the sleep
+    key, lock = SCHEDULER_KEY_TEMPLATE % "sleepy", RQScheduler.get_locking_key("low")
+    scheduler = stack.start("scheduler", [sys.executable, "-c", SLEEPY_SCHEDULER],
+                            ready=lambda: redis.exists(key) and redis.exists(lock))
+    time.sleep(0.3)  # through its first round, into the sleep
     told = time.monotonic()
     scheduler.send_signal(signal.SIGTERM)
     scheduler.wait(10)  # raises TimeoutExpired if it sleeps on
     assert time.monotonic() - told < 5
-    assert not redis.exists(key) and redis.keys("rq:scheduler-lock:*") == []
+    assert not redis.exists(key) and not redis.exists(lock), "it registered its death and released its lock"
+
+
+def test_a_store_worker_runs_the_store_scheduler(redis):
+    """StoreWorker builds its scheduler in _start_scheduler, a copy of RQ's: RQ must still call it."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    worker = workers.StoreWorker(["low"], connection=redis, serializer=queues.SERIALIZER)
+    try:
+        worker.work(burst=True, with_scheduler=True)  # in this process: RQ installs its signal handlers here
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert isinstance(worker.scheduler, workers.StoreScheduler)

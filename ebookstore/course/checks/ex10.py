@@ -53,7 +53,7 @@ def retries_a_temporary_failure(ctx):
     if sound.get_status(refresh=True) != "finished" or sound.return_value() != "succeeded on attempt 1":
         raise Fail(f"enqueue_flaky(queue, key, 0) should never fail, yet {job_outcome(sound)}: pass flaky the "
                    "`failures` you are given")
-    # Done with the worker: its scheduler would take a second to notice a polite SIGTERM.
+    # Done with the worker: no need to wait for its warm shutdown.
     ctx.stack.stop("worker", timeout=0.05)
     attempts = demo_jobs.attempts(key)  # when each attempt ran
     waited = attempts[1] - attempts[0]
