@@ -18,7 +18,8 @@ from traitlets.config import Config
 def kernel_config() -> Config:
     """A NotebookClient's config: its kernel's sockets are files named after a fresh UUID in the temp folder."""
     # jupyter_client appends -1 … -5 and removes the files when the kernel shuts down.
-    return Config({"KernelManager": {"transport": "ipc", "ip": str(Path(tempfile.gettempdir()) / f"kernel-{uuid.uuid4().hex}")}})
+    sockets = Path(tempfile.gettempdir()) / f"kernel-{uuid.uuid4().hex}"
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets)}})
 
 
 class IPCNotebookClient(NotebookClient):
