@@ -15,26 +15,25 @@ from ebookstore.runtime.processes import wait_until
 from tests import jobfuncs
 
 
-def horse_of(stack):
+def horse_of(worker):
     """The worker's work-horse: a child in its own process group."""
-    worker = stack.processes("worker")[0]
     return wait_until(lambda: processes.work_horse(worker), 10, what="a work-horse")
 
 
 def test_horse_has_its_own_process_group_and_the_run_tag(settings, stack, redis):
     queues.get_queue("default", redis).enqueue(jobfuncs.nap, 30)
-    stack.worker("worker")
-    horse = horse_of(stack)
-    worker = stack.processes("worker")[0]
+    # The worker itself, not the lowest PID tagged "worker": PIDs wrap, so its horse may have a lower one.
+    worker = stack.worker("worker")
+    horse = horse_of(worker)
     assert os.getpgid(horse.pid) == horse.pid != os.getpgid(worker.pid)
     assert processes.environ(horse)[processes.RUN_TAG] == stack.tag
 
 
 def test_stop_finds_an_orphaned_horse_by_tag(settings, stack, redis):
     queues.get_queue("default", redis).enqueue(jobfuncs.nap, 30)
-    stack.worker("worker")
-    horse = horse_of(stack)
-    worker = stack.processes("worker")[0]
+    # The worker itself, not the lowest PID tagged "worker": PIDs wrap, so its horse may have a lower one.
+    worker = stack.worker("worker")
+    horse = horse_of(worker)
     worker.kill()  # SIGKILL the worker alone: the horse lives on, re-parented
     wait_until(lambda: horse.ppid() != worker.pid, 5, what="re-parenting")
     assert horse.is_running() and horse in stack.processes()
