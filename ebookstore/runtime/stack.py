@@ -324,7 +324,10 @@ class Stack:
     def stop(self, name: str | None = None, timeout: float = 5.0) -> Stopped:
         """Stop this run's processes (or those of `name`): SIGTERM, then SIGKILL after `timeout` s.
 
-        Redis goes last, so that workers can finish their current job and report it.
+        A quick stop, not a warm shutdown: a busy worker's work-horse gets SIGTERM with the worker,
+        so the job in progress fails ("Work-horse terminated unexpectedly"). Redis goes last, so that
+        the worker can record that in Redis. (Workers under supervisord get SIGTERM from it alone,
+        and finish their job first: see stop_redis_last.)
         """
         outcome = stop_redis_last(self.processes(name), timeout)
         for key, popen in list(self._popens.items()):
