@@ -134,6 +134,20 @@ class StoreWorker(Worker):
             self.scheduler.release_locks()
             self.scheduler.register_death()
 
+    def unsubscribe(self):
+        """RQ's, with the pubsub thread told to stop before the UNSUBSCRIBE whose reply wakes it, not after.
+
+        In RQ's order the thread can read the reply first and go round again, to wait (60 s) for a
+        subscription that never comes: the worker's exit then waits out RQ's 1-s join timeout. Seen in
+        `ebookstore down`, two workers stopping at once: one of them took a second longer, now and then two.
+        """
+        if self.pubsub_thread:
+            self.log.info('Worker %s: unsubscribing from channel %s', self.name, self.pubsub_channel_name)
+            self.pubsub_thread.stop()
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
+
     def stop_scheduler(self):
         """Stop the scheduler child as RQ does (SIGTERM, then wait), but wait SCHEDULER_STOP_GRACE s at most.
 

@@ -10,7 +10,7 @@ import pytest
 
 from ebookstore import queues
 from ebookstore.course import specimens
-from ebookstore.runtime import processes
+from ebookstore.runtime import processes, supervisord
 from ebookstore.runtime.processes import wait_until
 from tests import jobfuncs
 
@@ -254,3 +254,13 @@ def test_a_process_seen_gone_keeps_its_exit_status(stack):
     assert processes.wait_gone([sleeper], 5) == []
     assert stack.running("sleeper") is None
     assert stack.wait("sleeper", 1) == -signal.SIGTERM
+
+
+def test_stop_nudges_supervisord_at_the_socket_it_really_listens_on(settings, stack):
+    """stop_redis_last wakes a stopping supervisord through its control socket (supervisord.nudged). The
+    kernel reports the name supervisord bound (PATH.PID), not the one it renamed that to: nudging the
+    reported name does nothing."""
+    sleeper = supervisord.Program("sleeper", (sys.executable, "-c", "import time; time.sleep(60)"), priority=10)
+    keeper = supervisord.start(stack, [sleeper], kind="workers")
+    assert supervisord.control_sockets(keeper) == [str(supervisord.socket_path(settings.home, "workers"))]
+    assert keeper.pid in stack.stop()

@@ -106,3 +106,23 @@ def test_a_store_worker_runs_the_store_scheduler(redis):
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     assert isinstance(worker.scheduler, workers.StoreScheduler)
+
+
+def test_a_store_worker_ends_its_pubsub_thread_when_it_unsubscribes(redis):
+    """StoreWorker tells the pubsub thread to stop before it sends UNSUBSCRIBE, whose reply wakes the thread.
+
+    Here the thread reads that reply before `unsubscribe()` goes on (as it may on a busy machine): in RQ's
+    order it then waits on for a subscription, the worker's exit waits out RQ's 1-s join, and it is alive.
+    """
+    worker = workers.StoreWorker(["low"], connection=redis, serializer=queues.SERIALIZER)
+    worker.subscribe()
+    processes.wait_until(lambda: worker.pubsub.subscribed, 5, what="the subscription")
+    send = worker.pubsub.unsubscribe
+
+    def unsubscribe_and_let_the_reply_be_read(*args):
+        send(*args)
+        processes.wait_until(lambda: not worker.pubsub.subscribed, 5, what="the thread to read the reply")
+
+    worker.pubsub.unsubscribe = unsubscribe_and_let_the_reply_be_read
+    worker.unsubscribe()
+    assert not worker.pubsub_thread.is_alive()

@@ -27,7 +27,7 @@ from rq.worker import Worker
 from ebookstore import mail, workers
 from ebookstore.config import PROJECT_ROOT, Settings
 from ebookstore.credentials import private_home
-from ebookstore.runtime import processes, redis_server
+from ebookstore.runtime import processes, redis_server, supervisord
 from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 
 START_TIMEOUT = 15  # seconds a service may take to answer after starting
@@ -446,7 +446,8 @@ def stop_redis_last(procs, timeout: float = 5.0) -> Stopped:
     """
     names = {p.pid: processes.environ(p).get(PROCESS_NAME) or _name(p) for p in procs}
     keepers = [p for p in procs if _is_supervisord(p)]
-    outcome = processes.stop(keepers, SUPERVISORD_STOP_TIMEOUT)
+    with supervisord.nudged(keepers):  # so that it notices SIGTERM, and each program's exit, at once
+        outcome = processes.stop(keepers, SUPERVISORD_STOP_TIMEOUT)
     procs = [p for p in procs if p not in keepers]
     is_redis = {p.pid: processes.environ(p).get(PROCESS_NAME) == "redis" or _is_redis_server(p) for p in procs}
     outcome.update(processes.stop([p for p in procs if not is_redis[p.pid]], timeout))
