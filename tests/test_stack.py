@@ -12,6 +12,7 @@ from ebookstore import queues
 from ebookstore.course import specimens
 from ebookstore.runtime import processes, supervisord
 from ebookstore.runtime.processes import wait_until
+from ebookstore.runtime.stack import control_sockets
 from tests import jobfuncs
 
 
@@ -262,5 +263,5 @@ def test_stop_nudges_supervisord_at_the_socket_it_really_listens_on(settings, st
     reported name does nothing."""
     sleeper = supervisord.Program("sleeper", (sys.executable, "-c", "import time; time.sleep(60)"), priority=10)
     keeper = supervisord.start(stack, [sleeper], kind="workers")
-    assert supervisord.control_sockets(keeper) == [str(supervisord.socket_path(settings.home, "workers"))]
+    assert control_sockets(keeper) == [str(supervisord.socket_path(settings.home, "workers"))]
     assert keeper.pid in stack.stop()

@@ -13,10 +13,13 @@ default a Stack also stops everything at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -27,7 +30,7 @@ from rq.worker import Worker
 from ebookstore import mail, workers
 from ebookstore.config import PROJECT_ROOT, Settings
 from ebookstore.credentials import private_home
-from ebookstore.runtime import processes, redis_server, supervisord
+from ebookstore.runtime import processes, redis_server
 from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 
 START_TIMEOUT = 15  # seconds a service may take to answer after starting
@@ -394,6 +397,43 @@ def _is_supervisord(proc) -> bool:
         return False
 
 
+def control_sockets(keeper: psutil.Process) -> list[str]:
+    """The Unix sockets a running supervisord listens on, by its process (not its configuration)."""
+    try:
+        # It binds PATH.PID, then renames it PATH: the kernel goes on reporting the first name.
+        return sorted({c.laddr.removesuffix(f".{keeper.pid}") for c in keeper.net_connections("unix") if c.laddr})
+    except psutil.Error:
+        return []
+
+
+@contextlib.contextmanager
+def nudged(keepers, every: float = 0.1):
+    """While the supervisords in `keepers` stop: connect to their control sockets every `every` s.
+
+    supervisord looks at its programs once a second, or sooner when one of its sockets has something
+    to read; a signal does not cut that wait short (Python resumes it: PEP 475). So it notices SIGTERM up
+    to a second late, and again each program's exit as it stops them one group after another. An
+    empty connection wakes it: it notices each within `every` s instead.
+    """
+    paths = [path for keeper in keepers for path in control_sockets(keeper)]
+    done = threading.Event()
+
+    def nudge():
+        while not done.wait(every):
+            for path in paths:
+                with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(1)
+                    sock.connect(path)
+
+    thread = threading.Thread(target=nudge, name="supervisord-nudge", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(2)
+
+
 def _prune_logs(logs: Path) -> None:
     """Keep the log folders of the newest KEPT_LOG_RUNS runs (each run logs into a folder of its own)."""
     runs = sorted((d for d in logs.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True)
@@ -446,7 +486,7 @@ def stop_redis_last(procs, timeout: float = 5.0) -> Stopped:
     """
     names = {p.pid: processes.environ(p).get(PROCESS_NAME) or _name(p) for p in procs}
     keepers = [p for p in procs if _is_supervisord(p)]
-    with supervisord.nudged(keepers):  # so that it notices SIGTERM, and each program's exit, at once
+    with nudged(keepers):  # so that it notices SIGTERM, and each program's exit, at once
         outcome = processes.stop(keepers, SUPERVISORD_STOP_TIMEOUT)
     procs = [p for p in procs if p not in keepers]
     is_redis = {p.pid: processes.environ(p).get(PROCESS_NAME) == "redis" or _is_redis_server(p) for p in procs}

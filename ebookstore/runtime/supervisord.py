@@ -44,10 +44,8 @@ import dataclasses
 import hashlib
 import os
 import shlex
-import socket
 import sys
 import tempfile
-import threading
 import xmlrpc.client
 from pathlib import Path
 
@@ -248,43 +246,6 @@ def start(stack, progs: list[Program], kind: str = "up"):
 def start_program(home: Path, name: str, kind: str = "up") -> None:
     """`supervisorctl start NAME:*` without waiting for startsecs: the caller waits for what it needs."""
     rpc(home, kind=kind).startProcessGroup(name, False)
-
-
-def control_sockets(keeper: psutil.Process) -> list[str]:
-    """The Unix sockets a running supervisord listens on, by its process (not its configuration)."""
-    try:
-        # It binds PATH.PID, then renames it PATH: the kernel goes on reporting the first name.
-        return sorted({c.laddr.removesuffix(f".{keeper.pid}") for c in keeper.net_connections("unix") if c.laddr})
-    except psutil.Error:
-        return []
-
-
-@contextlib.contextmanager
-def nudged(keepers, every: float = 0.1):
-    """While the supervisords in `keepers` stop: connect to their control sockets every `every` s.
-
-    supervisord looks at its programs once a second, or sooner when one of its sockets has something
-    to read; a signal does not cut that wait short (Python resumes it: PEP 475). So it notices SIGTERM up
-    to a second late, and again each program's exit as it stops them one group after another. An
-    empty connection wakes it: it notices each within `every` s instead.
-    """
-    paths = [path for keeper in keepers for path in control_sockets(keeper)]
-    done = threading.Event()
-
-    def nudge():
-        while not done.wait(every):
-            for path in paths:
-                with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
-                    sock.settimeout(1)
-                    sock.connect(path)
-
-    thread = threading.Thread(target=nudge, name="supervisord-nudge", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(2)
 
 
 # -- the workers' command ------------------------------------------------------------------------
