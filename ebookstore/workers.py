@@ -135,11 +135,11 @@ class StoreWorker(Worker):
             self.scheduler.register_death()
 
     def unsubscribe(self):
-        """RQ's, with the pubsub thread told to stop before the UNSUBSCRIBE whose reply wakes it, not after.
+        """RQ 3.0's, with the pubsub thread told to stop before the UNSUBSCRIBE whose reply wakes it, not after.
 
         In RQ's order the thread can read the reply first and go round again, to wait (60 s) for a
         subscription that never comes: the worker's exit then waits out RQ's 1-s join timeout. Seen in
-        `ebookstore down`, two workers stopping at once: one of them took a second longer, now and then two.
+        `ebookstore down`, two workers stopping at once: one of them often took a second longer.
         """
         if self.pubsub_thread:
             self.log.info('Worker %s: unsubscribing from channel %s', self.name, self.pubsub_channel_name)

@@ -1,9 +1,11 @@
 """The process runtime: run tags, whole-tree stops (the work-horse too), stop at exit."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import types
 
 import psutil
 import pytest
@@ -12,6 +14,7 @@ from ebookstore import queues
 from ebookstore.course import specimens
 from ebookstore.runtime import processes, supervisord
 from ebookstore.runtime.processes import wait_until
+from ebookstore.runtime import stack as stack_module
 from ebookstore.runtime.stack import control_sockets
 from tests import jobfuncs
 
@@ -257,11 +260,30 @@ def test_a_process_seen_gone_keeps_its_exit_status(stack):
     assert stack.wait("sleeper", 1) == -signal.SIGTERM
 
 
-def test_stop_nudges_supervisord_at_the_socket_it_really_listens_on(settings, stack):
-    """stop_redis_last wakes a stopping supervisord through its control socket (supervisord.nudged). The
-    kernel reports the name supervisord bound (PATH.PID), not the one it renamed that to: nudging the
-    reported name does nothing."""
-    sleeper = supervisord.Program("sleeper", (sys.executable, "-c", "import time; time.sleep(60)"), priority=10)
-    keeper = supervisord.start(stack, [sleeper], kind="workers")
-    assert control_sockets(keeper) == [str(supervisord.socket_path(settings.home, "workers"))]
+# On SIGTERM it takes half a second to exit (a worker's warm shutdown, say): supervisord waits for it.
+# (One line: supervisord's configuration holds the command.)
+SLOW_EXIT = ("import signal, sys, time; "
+             "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.5), sys.exit(0))); "
+             "print('ready', flush=True); time.sleep(60)")
+
+
+def test_stop_nudges_a_stopping_supervisord_through_its_control_socket(settings, stack, monkeypatch):
+    """While a supervisord stops, stop_redis_last connects to its control socket every 0.1 s (stack.nudged), so
+    that it notices SIGTERM and each program's exit at once: at the path its configuration names, not the
+    PATH.PID the kernel lists for it (supervisord binds that name, then renames it)."""
+    slow = supervisord.Program("slow-exit", (sys.executable, "-c", SLOW_EXIT), priority=10, startsecs=0)
+    keeper = supervisord.start(stack, [slow], kind="workers")
+    log = stack.log_dir / "slow-exit.log"
+    wait_until(lambda: log.exists() and "ready" in log.read_text(), 10, what="the program")
+    path = str(supervisord.socket_path(settings.home, "workers"))
+    assert control_sockets(keeper) == [path]
+    reached = []
+
+    class Recording(socket.socket):
+        def connect(self, address):
+            super().connect(address)
+            reached.append(address)
+
+    monkeypatch.setattr(stack_module, "socket", types.SimpleNamespace(AF_UNIX=socket.AF_UNIX, socket=Recording))
     assert keeper.pid in stack.stop()
+    assert path in reached, "no nudge reached supervisord while it stopped (0.5 s at least)"

@@ -64,7 +64,7 @@ def _may_carry(proc: psutil.Process, tag: str) -> bool:
     it cannot tell (no /proc, another user's process): environ() then decides."""
     try:
         with open(f"/proc/{proc.pid}/environ", "rb") as raw:
-            return f"{RUN_TAG}={tag}".encode() in raw.read()
+            return os.fsencode(f"{RUN_TAG}={tag}") in raw.read()  # as psutil decodes it: surrogates too
     except OSError:
         return True
 

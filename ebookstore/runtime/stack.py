@@ -13,6 +13,7 @@ default a Stack also stops everything at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import configparser
 import contextlib
 import os
 import secrets
@@ -330,7 +331,7 @@ class Stack:
         A quick stop, not a warm shutdown: a busy worker's work-horse gets SIGTERM with the worker,
         so the job in progress fails ("Work-horse terminated unexpectedly"). Redis goes last, so that
         the worker can record that in Redis. (Workers under supervisord get SIGTERM from it alone,
-        and finish their job first: see stop_redis_last.)
+        and finish their job first, within supervisord's WORKER_GRACE: see stop_redis_last.)
         """
         outcome = stop_redis_last(self.processes(name), timeout)
         for key, popen in list(self._popens.items()):
@@ -398,11 +399,17 @@ def _is_supervisord(proc) -> bool:
 
 
 def control_sockets(keeper: psutil.Process) -> list[str]:
-    """The Unix sockets a running supervisord listens on, by its process (not its configuration)."""
+    """The Unix socket a running supervisord listens on: the one its configuration (`-c FILE`) names.
+
+    Not what the kernel lists for the process: supervisord binds PATH.PID and renames it PATH, and the
+    kernel goes on showing the first name (psutil none at all for a path with a space in it).
+    """
     try:
-        # It binds PATH.PID, then renames it PATH: the kernel goes on reporting the first name.
-        return sorted({c.laddr.removesuffix(f".{keeper.pid}") for c in keeper.net_connections("unix") if c.laddr})
-    except psutil.Error:
+        command = keeper.cmdline()
+        config = configparser.ConfigParser()  # its values escape % as %%, as supervisord's own parser reads them
+        config.read(Path(keeper.cwd(), command[command.index("-c") + 1]))
+        return [config.get("unix_http_server", "file")]
+    except (psutil.Error, ValueError, IndexError, configparser.Error):
         return []
 
 
@@ -426,12 +433,17 @@ def nudged(keepers, every: float = 0.1):
                     sock.connect(path)
 
     thread = threading.Thread(target=nudge, name="supervisord-nudge", daemon=True)
-    thread.start()
+    try:
+        if paths:
+            thread.start()
+    except RuntimeError:  # at interpreter exit (a Stack's atexit stop), Python 3.12.0-3.12.2 refuse new threads
+        pass  # a nudge only saves time: stop without it
     try:
         yield
     finally:
         done.set()
-        thread.join(2)
+        if thread.is_alive():
+            thread.join(2)
 
 
 def _prune_logs(logs: Path) -> None:
