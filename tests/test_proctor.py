@@ -96,3 +96,13 @@ def test_every_check_grades_the_file_as_it_was_when_queued(tmp_path):
         (folder / f"{grading.EXERCISES[EXERCISE]}.py").write_text("raise SystemExit('saved halfway')\n")
         results = grader.wait(slots)
     assert all(r.passed for r in results), [r.line() for r in results]
+
+
+def test_only_grades_the_checks_named_in_the_exercise_s_order_and_a_broken_file_fails_each(tmp_path):
+    functions = [check.__name__ for check in grading.CHECKS[EXERCISE]]
+    chosen = [functions[-1], functions[1]]  # given out of order: graded, and given back, in the exercise's
+    results = proctor.grade_exercise(EXERCISE, submission(tmp_path / "s", SOLUTION), only=chosen)
+    assert [r.name for r in results] == [NAMES[1], NAMES[-1]] and all(r.passed for r in results)
+    broken = proctor.grade_exercise(EXERCISE, submission(tmp_path / "b", "def stopwatch(:\n"), only=chosen)
+    assert [r.name for r in broken] == [NAMES[1], NAMES[-1]], [r.line() for r in broken]
+    assert all(not r.passed and "does not load" in r.hint for r in broken), [r.line() for r in broken]

@@ -83,8 +83,11 @@ def test_a_check_sees_its_own_store_through_the_environment_and_gives_it_back(tm
     wrong = (Path(grading.PROJECT_ROOT) / "solutions" / f"{grading.EXERCISES['ex04']}.py").read_text().replace(
         "    critical = Queue(",
         f"    import json, os; open({str(seen_file)!r}, 'w').write(json.dumps(dict(os.environ)))\n    critical = Queue(", 1)
-    results = grade_source(tmp_path, "ex04", wrong, only=["buy_enqueues_and_answers_at_once"])
-    assert results["buy_enqueues_and_answers_at_once"].passed
+    folder = tmp_path / "submission"  # graded here, in this process: its environment must come back
+    folder.mkdir()
+    (folder / f"{grading.EXERCISES['ex04']}.py").write_text(wrong)
+    results = grading.run_exercise("ex04", solutions=False, folder=folder, only=["buy_enqueues_and_answers_at_once"])
+    assert [r.passed for r in results] == [True]
     seen = json.loads(seen_file.read_text())  # the environment the learner's buy() saw
     assert seen["EBOOKSTORE_HOME"] != str(learner_home) and "EBOOKSTORE_SMTP_URL" not in seen
     assert seen["REDIS_URL"] != "redis://127.0.0.1:9/0" and seen["EBOOKSTORE_DATABASE"].startswith(seen["EBOOKSTORE_HOME"])

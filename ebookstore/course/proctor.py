@@ -92,10 +92,16 @@ class Grader:
             raise self.error
         return False
 
-    def exercise(self, exercise: str, folder: Path | None, solutions: bool = False) -> list[Result | None]:
-        """Queue every check of `exercise` (solutions/ if `solutions`, else the files in `folder`); its slots."""
-        names = [grading.check_name(check) for check in grading.CHECKS[exercise]]
-        slots: list[Result | None] = [None] * len(names)
+    def exercise(self, exercise: str, folder: Path | None, solutions: bool = False,
+                 only: list[str] | None = None) -> list[Result | None]:
+        """Queue every check of `exercise` (solutions/ if `solutions`, else the files in `folder`); its slots.
+
+        `only`: just the checks whose function names are listed (one slot each, in the exercise's order).
+        """
+        checks = grading.CHECKS[exercise]
+        names = [grading.check_name(check) for check in checks]
+        chosen = [i for i, check in enumerate(checks) if only is None or check.__name__ in only]
+        slots: list[Result | None] = [None] * len(chosen)
         order = next(self.queued)
         source = Path(folder) / f"{grading.EXERCISES[exercise]}.py" if folder is not None else None
         if not solutions and source is not None and source.is_file():  # one copy for all its checks
@@ -105,14 +111,16 @@ class Grader:
 
         def fill(index: int, result: Result) -> None:
             with self.changed:
-                slots[index] = result
+                slots[chosen.index(index)] = result
                 self.changed.notify_all()
 
         def grade(index: int) -> None:
+            first = index == chosen[0]
             _grade_check(exercise, SOLUTIONS if solutions else str(folder), self.timeout, names, index, fill,
-                         self.cancelled, on_loaded=(lambda: [self._put(order, i, grade) for i in range(1, len(names))])
-                         if index == 0 else None)
-        self._put(order, 0, grade)
+                         self.cancelled, on_loaded=(lambda: [self._put(order, i, grade) for i in chosen[1:]])
+                         if first else None, every=chosen if first else [index])
+        if chosen:
+            self._put(order, chosen[0], grade)
         return slots
 
     def wait(self, slots: list[Result | None], on_result=None) -> list[Result]:
@@ -154,25 +162,27 @@ class Grader:
 
 
 def grade_exercise(exercise: str, folder: Path | None, timeout: float = CHECK_TIMEOUT, solutions: bool = False,
-                   on_result=None, at_once: int = CHECKS_AT_ONCE) -> list[Result]:
+                   on_result=None, at_once: int = CHECKS_AT_ONCE, only: list[str] | None = None) -> list[Result]:
     """Every check of `exercise`, each within `timeout` s, `at_once` at a time: solutions/ if `solutions`, else
     the files in `folder`. `on_result(result)`, if given, is called as each check ends, in order (to show it at once).
+    `only`: just the checks whose function names are listed.
     """
     with Grader(at_once, timeout) as grader:
-        return grader.wait(grader.exercise(exercise, folder, solutions), on_result)
+        return grader.wait(grader.exercise(exercise, folder, solutions, only), on_result)
 
 
-def _grade_check(exercise, folder, timeout, names, index, fill, cancelled, on_loaded=None) -> None:
+def _grade_check(exercise, folder, timeout, names, index, fill, cancelled, on_loaded=None, every=None) -> None:
     """Grade check `index` in a child of its own and `fill(index, result)`.
 
     `on_loaded`, given for an exercise's first check, is called once the child has loaded the learner's
-    file; until then, a failure is every check's (filled for all of them): the file is missing, does not
-    import, never finishes loading, or the child died. `cancelled` set: the child is stopped, nothing filled.
+    file; until then, a failure is that of every check in `every` (the indexes graded: filled for all of
+    them): the file is missing, does not import, never finishes loading, or the child died. `cancelled`
+    set: the child is stopped, nothing filled.
     """
     prefix = f"grade-{secrets.token_hex(4)}"
     env = {k: v for k, v in os.environ.items() if k not in ("EBOOKSTORE_SOLUTIONS", "EBOOKSTORE_EXERCISES")}
     env.update({processes.RUN_TAG: prefix, "EBOOKSTORE_TEST_TAG_PREFIX": prefix, "PYTHONUNBUFFERED": "1"})
-    every = range(index, len(names) if on_loaded else index + 1)  # what a failure before loading concerns
+    every = every or [index]  # what a failure before loading concerns
 
     def add(hint: str, seconds: float = 0.0, which=(index,)) -> None:
         for i in which:

@@ -17,6 +17,7 @@ import threading
 import time
 
 from ebookstore.backends import arguments_text
+from ebookstore.course import forked_worker
 
 # The last line of a Python traceback: "ValueError: bad id", "redis.exceptions.ConnectionError: …".
 _EXCEPTION_LINE = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b.*)$")
@@ -26,10 +27,13 @@ class Fail(AssertionError):
     """A check did not pass; the message is the hint shown to the learner."""
 
 
-def run_worker(ctx, name="worker"):
-    """Run a real non-forking RQ worker until the queues are empty; return its log."""
-    ctx.stack.worker(name, burst=True, simple=True).wait(timeout=10)
-    return ctx.stack.log(name, 40)
+def run_worker(ctx, name="worker", queue_names=None, simple=True, **options) -> str:
+    """Run a real RQ worker (`simple`: non-forking) until `queue_names` (default: all) are empty; return its log.
+
+    The worker is forked from the check's process, which has RQ loaded (see forked_worker). Other options go
+    to workers.worker_argv. Raises psutil.TimeoutExpired if it still runs after 10 s.
+    """
+    return forked_worker.run(ctx.stack, name, queue_names, simple=simple, **options)
 
 
 def call_arguments(func, args, kwargs) -> list | None:

@@ -4,7 +4,7 @@ import time
 from rq.exceptions import InvalidJobOperation
 
 from ebookstore import queues
-from ebookstore.course import specimens
+from ebookstore.course import forked_worker, specimens
 from ebookstore.course.checks.common import Fail, call_with_time_limit
 from ebookstore.runtime import processes
 
@@ -20,7 +20,7 @@ def follows_a_job(ctx):
     if where_is(ctx.redis, "low", slow.id) != "queued":
         raise Fail(f"a job nobody has taken yet is 'queued' (it is in the queue's list); got "
                    f"{where_is(ctx.redis, 'low', slow.id)!r}")
-    ctx.stack.worker("worker", ["low"], burst=True, simple=True)
+    worker = forked_worker.start(ctx.stack, "worker", ["low"], burst=True, simple=True)
     seen = []
 
     def says(job, wanted: str, past: tuple[str, ...], seconds: float) -> bool:
@@ -53,7 +53,7 @@ def follows_a_job(ctx):
     # Taken out of the queue's list (queue.remove), a job is in no list and no registry any more,
     # though its status field still says "queued": only the lists tell. The burst worker must be gone
     # first: on a busy machine it may still be looking at "low" and take the job between enqueue and remove.
-    ctx.stack.stop("worker", timeout=5)
+    processes.stop([worker], timeout=5)
     taken = queue.enqueue("ebookstore.jobs.daily_statistics")
     queue.remove(taken)
     if where_is(ctx.redis, "low", taken.id) != "unknown":

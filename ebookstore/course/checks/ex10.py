@@ -10,9 +10,10 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from ebookstore import queues
-from ebookstore.course import demo_jobs
-from ebookstore.course.checks.common import Fail, job_outcome
+from ebookstore.course import demo_jobs, forked_worker
+from ebookstore.course.checks.common import Fail, job_outcome, run_worker
 from ebookstore.retries import PermanentError
+from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
 
 
@@ -43,7 +44,7 @@ def retries_a_temporary_failure(ctx):
     sound = enqueue_flaky(low, secrets.token_hex(4), 0)  # one that never fails
     # The scheduler runs retries when due. Timed from the worker's start-up, not from its launch: on a busy
     # machine (a class grading at once) starting Python alone can take seconds.
-    ctx.stack.worker("worker", ["low"], with_scheduler=True, wait_ready=True)
+    worker = forked_worker.start(ctx.stack, "worker", ["low"], with_scheduler=True, wait_ready=True)
     try:
         wait_until(lambda: job.get_status(refresh=True) == "finished", 6, interval=0.05, what="the retry")
     except TimeoutError:
@@ -54,7 +55,7 @@ def retries_a_temporary_failure(ctx):
         raise Fail(f"enqueue_flaky(queue, key, 0) should never fail, yet {job_outcome(sound)}: pass flaky the "
                    "`failures` you are given")
     # Done with the worker: no need to wait for its warm shutdown.
-    ctx.stack.stop("worker", timeout=0.05)
+    processes.stop([worker], timeout=0.05)
     attempts = demo_jobs.attempts(key)  # when each attempt ran
     waited = attempts[1] - attempts[0]
     if waited < 0.9:
@@ -70,7 +71,7 @@ def discards_permanent_failures(ctx):
     subclass = default.enqueue("ebookstore.course.demo_jobs.reject_missing", 8, retry=Retry(max=3, interval=60))
     temporary = default.enqueue("ebookstore.course.demo_jobs.flaky", secrets.token_hex(4), 5, retry=Retry(max=3, interval=60))
     handler = f"{ctx.module.__name__}.discard_permanent"
-    ctx.stack.worker("worker", ["default"], burst=True, simple=True, exception_handler=handler).wait(timeout=10)
+    run_worker(ctx, "worker", ["default"], exception_handler=handler)
     failed, scheduled = FailedJobRegistry(queue=default), ScheduledJobRegistry(queue=default)
     permanent.refresh()
     if permanent.id in scheduled.get_job_ids() or permanent.id not in failed.get_job_ids():

@@ -23,7 +23,7 @@ from rq import cron
 from rq.cron import CronJob
 
 from ebookstore import queues
-from ebookstore.course.checks.common import Fail, job_outcome, local_time_zone
+from ebookstore.course.checks.common import Fail, job_outcome, local_time_zone, run_worker
 
 UNTIL_AGO = timedelta(days=3)
 # (ebook id, hours before `until`): ebooks 1 "Background Jobs in Practice" ($19) and 2 "Redis for the
@@ -53,9 +53,9 @@ def computes_the_daily_figures(ctx):
     until = (datetime.now(timezone.utc) - UNTIL_AGO).replace(microsecond=0)
     _seed(ctx, until)
     job = queues.get_queue("low", ctx.redis).enqueue(ctx.learner("daily_statistics"), until.isoformat())
-    ctx.stack.worker("worker", ["low"], burst=True, simple=True).wait(timeout=10)
+    log = run_worker(ctx, "worker", ["low"])
     if job.get_status(refresh=True) != "finished":
-        raise Fail(job_outcome(job, ctx.stack.log("worker", 200)))
+        raise Fail(job_outcome(job, log))
     got = job.return_value()
     if not isinstance(got, dict):
         raise Fail(f"return a dict; got {str(got)[:80]}")

@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
 
 from ebookstore import mail, queues, store
-from ebookstore.course.checks.common import Fail, job_outcome
+from ebookstore.course.checks.common import Fail, job_outcome, run_worker
 from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
 
@@ -55,11 +55,11 @@ def _run(ctx, purchase_id, name, times=1):
     """Run notify_once(purchase_id) `times` times, each in a process of its own (a forking worker's work-horse)."""
     critical = queues.get_queue("critical", ctx.redis)
     jobs = [critical.enqueue(ctx.learner("notify_once"), purchase_id) for _ in range(times)]
-    ctx.stack.worker(name, ["critical"], burst=True, simple=times == 1).wait(timeout=10)
+    log = run_worker(ctx, name, ["critical"], simple=times == 1)
     for run, job in enumerate(jobs, start=1):
         if job.get_status(refresh=True) != "finished":
             which = f"run {run} of the same purchase: " if times > 1 else ""
-            raise Fail(which + job_outcome(job, ctx.stack.log(name, 200)))
+            raise Fail(which + job_outcome(job, log))
     return [job.return_value() for job in jobs]
 
 
@@ -77,10 +77,10 @@ def sends_receipt_and_commission(ctx):
     purchases = [_purchase(ctx, 3), _purchase(ctx, 4)]  # two purchases of one buyer: each has its own emails
     critical = queues.get_queue("critical", ctx.redis)
     jobs = [critical.enqueue(ctx.learner("notify_once"), purchase_id) for purchase_id in purchases]
-    ctx.stack.worker("first", ["critical"], burst=True, simple=True).wait(timeout=10)
+    log = run_worker(ctx, "first", ["critical"])
     for job in jobs:
         if job.get_status(refresh=True) != "finished":
-            raise Fail(job_outcome(job, ctx.stack.log("first", 200)))
+            raise Fail(job_outcome(job, log))
     delivered = {m["key"]: m for m in mail.outbox(ctx.settings)}
     with closing(ctx.db()) as conn:
         wanted = [email for purchase_id in purchases for purchase in [store.get_purchase(conn, purchase_id)]
