@@ -54,7 +54,7 @@ LEARNER = textwrap.dedent('''
 ''')
 
 
-def scenario(tmp_path, mode: str) -> dict:
+def scenario(tmp_path, settings, mode: str) -> dict:
     root = tmp_path / "submission"
     (root / "exercises").mkdir(parents=True)
     (root / "exercises" / "__init__.py").write_text("")
@@ -62,13 +62,13 @@ def scenario(tmp_path, mode: str) -> dict:
     script = tmp_path / "scenario.py"
     script.write_text(SCENARIO)
     done = subprocess.run([sys.executable, str(script), str(root), mode], capture_output=True, text=True, timeout=60,
-                          cwd=PROJECT_ROOT, env={**os.environ, "EBOOKSTORE_HOME": str(tmp_path / "home")})
+                          cwd=PROJECT_ROOT, env={**os.environ, **settings.to_env()})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_the_forked_worker_is_a_process_of_the_check_s_session_that_imports_the_learner_s_file_afresh(tmp_path):
-    seen = scenario(tmp_path, "fork")
+def test_the_forked_worker_is_a_process_of_the_check_s_session_that_imports_the_learner_s_file_afresh(tmp_path, settings):
+    seen = scenario(tmp_path, settings, "fork")
     result = seen["result"]
     assert result["value"] == "from the file"  # not the check's copy of the module
     assert result["pid"] != seen["me"] and result["session"] == seen["session"]  # forked: the check's session
@@ -76,8 +76,8 @@ def test_the_forked_worker_is_a_process_of_the_check_s_session_that_imports_the_
     assert seen["left"] == []
 
 
-def test_a_process_with_threads_starts_its_worker_afresh(tmp_path):
-    seen = scenario(tmp_path, "threads")
+def test_a_process_with_threads_starts_its_worker_afresh(tmp_path, settings):
+    seen = scenario(tmp_path, settings, "threads")
     result = seen["result"]
     assert result["value"] == "from the file"
     assert result["session"] != seen["session"]  # an `rq worker` started as Stack.worker does: a session of its own
@@ -85,6 +85,6 @@ def test_a_process_with_threads_starts_its_worker_afresh(tmp_path):
     assert seen["left"] == []
 
 
-def test_a_worker_still_running_at_its_time_limit_is_stopped(tmp_path):
-    seen = scenario(tmp_path, "timeout")
+def test_a_worker_still_running_at_its_time_limit_is_stopped(tmp_path, settings):
+    seen = scenario(tmp_path, settings, "timeout")
     assert seen.get("timed_out") and seen["left"] == [] and seen["result"] is None

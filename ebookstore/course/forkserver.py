@@ -120,6 +120,7 @@ def stop_all() -> None:
 # -- the server -----------------------------------------------------------------------------------
 def serve(sock: socket.socket) -> None:
     from ebookstore.course import grading  # loaded once, here: what every child needs
+    from ebookstore.course import forked_worker  # noqa: F401 - and what a check's forked worker runs (rq's CLI)
     wake_r, wake_w = os.pipe()  # a SIGCHLD writes a byte here (set_wakeup_fd): select wakes up and we reap
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)

@@ -17,7 +17,6 @@ import threading
 import time
 
 from ebookstore.backends import arguments_text
-from ebookstore.course import forked_worker
 
 # The last line of a Python traceback: "ValueError: bad id", "redis.exceptions.ConnectionError: …".
 _EXCEPTION_LINE = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b.*)$")
@@ -33,6 +32,7 @@ def run_worker(ctx, name="worker", queue_names=None, simple=True, **options) -> 
     The worker is forked from the check's process, which has RQ loaded (see forked_worker). Other options go
     to workers.worker_argv. Raises psutil.TimeoutExpired if it still runs after 10 s.
     """
+    from ebookstore.course import forked_worker  # not at the top: a notebook's kernel imports this module
     return forked_worker.run(ctx.stack, name, queue_names, simple=simple, **options)
 
 
