@@ -1,6 +1,6 @@
 """The proctor's fork server: one process that has loaded the grader forks a child for each check graded.
 
-    python -m ebookstore.course.forkserver FD    # started by the proctor on first use; FD: its socket
+    python -m ebookstore.course.forkserver FD    # started by the proctor on first use (by a notebook's environment cell); FD: its socket
 
 A fresh Python that imports rq, redis-py and the checks spends about 0.6 s of CPU before the first check
 runs: more than most checks take. A child forked from a process that has them loaded starts in a few
@@ -85,14 +85,25 @@ _retired: list[ForkServer] = []  # failed a request: asked for nothing more, sto
 _servers_lock = threading.Lock()
 
 
+def _server(env: dict) -> tuple[str, ForkServer]:
+    key = env.get("PYTHONPATH", "")  # read by Python at start-up: a server per value
+    with _servers_lock:
+        server = _servers.get(key)
+        if server is None or server.process.poll() is not None:
+            server = _servers[key] = ForkServer({**env, "PYTHONPATH": key} if key else env)
+    return key, server
+
+
+def start(env: dict) -> None:
+    """Start this process's server for `env` now, unless it runs: it loads the grader while other cells run,
+    and the first check need not wait for that (0.4 s). A notebook's environment cell calls it."""
+    _server(env)
+
+
 def fork(args: list[str], env: dict, output_fd: int, report_fd: int) -> int | None:
     """Fork a proctor child from this process's server (started now if need be); its PID, or None if it can't."""
-    key = env.get("PYTHONPATH", "")  # read by Python at start-up: a server per value
     for _ in range(2):  # a server that died (killed with its state folder's processes, say) is started again
-        with _servers_lock:
-            server = _servers.get(key)
-            if server is None or server.process.poll() is not None:
-                server = _servers[key] = ForkServer({**env, "PYTHONPATH": key} if key else env)
+        key, server = _server(env)
         try:
             return server.fork(args, env, output_fd, report_fd)
         except BaseException as error:

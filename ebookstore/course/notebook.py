@@ -62,6 +62,7 @@ def start_notebook(number: str, quiet: bool = False) -> Stack:
         changes["PATH"] = bin_dir + os.pathsep + path
     _RUNS[number] = (stack, {key: os.environ.get(key) for key in changes})
     os.environ.update(changes)
+    forkserver.start(dict(os.environ))  # the grader, loaded in the background for the check cell
     up = [p for p in _course_processes(base.home) if processes.environ(p).get(processes.RUN_TAG, "").startswith("up-")]
     if up:
         notes.append(f"`ebookstore up` is running for {base.home} (redis {base.redis_port}, web {base.web_port}): "
