@@ -1,6 +1,7 @@
-"""A check's burst worker, forked from the check's own process instead of started afresh.
+"""A check's RQ worker, forked from the check's own process instead of started afresh.
 
-    log = forked_worker.run(ctx.stack, "worker", ["default"], simple=True)   # in a check: common.run_worker
+    log = forked_worker.run(ctx.stack, "worker", ["default"], simple=True)   # a burst run: common.run_worker
+    worker = forked_worker.start(ctx.stack, "worker", ["low"], with_scheduler=True, wait_ready=True)
 
 A fresh `rq worker` spends about 0.4 s of CPU importing rq, redis-py and the store before it looks at a
 queue: most of what a check that runs the learner's jobs costs, and a class's grading is bound by the CPU.
@@ -32,7 +33,7 @@ import rq.cli  # noqa: F401 - loaded here, so that a forked worker need not impo
 from ebookstore import queues, retries, workers  # noqa: F401 - the worker class and the exception handler, likewise
 from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
-from ebookstore.runtime.stack import START_TIMEOUT, Stack
+from ebookstore.runtime.stack import START_TIMEOUT, Stack, StartError
 
 LEARNER_PACKAGES = ("exercises", "solutions")  # where the learner's code comes from (grading.exercise_module)
 
@@ -60,7 +61,8 @@ def start(stack: Stack, name: str, queue_names: list[str] | None = None, *, wait
           **options) -> psutil.Process:
     """Start worker `name` of `stack` on `queue_names` and give it back (stop it with processes.stop).
 
-    `wait_ready`: once it has registered in Redis. Options as for `run`, `burst` among them.
+    `wait_ready`: once it has registered in Redis (StartError if it exits first, TimeoutError if it takes
+    START_TIMEOUT s). Options as for `run`, `burst` among them.
     """
     worker, _ = _start(stack, name, queue_names, **options)
     if wait_ready:
@@ -72,6 +74,8 @@ def start(stack: Stack, name: str, queue_names: list[str] | None = None, *, wait
         except TimeoutError:
             processes.stop([worker], timeout=1)
             raise
+        if processes.gone(worker):
+            raise StartError(f"{name} exited before it registered:\n{stack.log(name)}")
     return worker
 
 
