@@ -9,8 +9,12 @@ The check's process has all of that loaded, so it forks, and the child runs RQ's
 (`rq.cli.main`) with the very arguments, environment, working folder and log that `Stack.worker` would give
 an `rq worker` process: the trick RQ's worker uses for each job's work-horse, and the proctor's fork server
 for each check. The child is a process of its own: what a job does to its memory, or an `os._exit`, stays
-there. It imports the learner's module afresh, from the file, as a worker started afresh does: the module
-the check's process loaded, and whatever the check did to it, are dropped in the child first.
+there. It is made to look like a fresh `rq worker` where a job could tell: the learner's module is dropped
+(the worker imports it afresh, from the file, and nothing the check's process did to it), `sys.path` is
+what Python and RQ give an `rq` command (not the project folder the grader runs in: a submission cannot
+import solutions/), the root logger is unconfigured, signal handlers are Python's, and only stdin, stdout and
+stderr stay open. What it shares with the check's process is the other modules as they were loaded
+(rq, redis-py, the store): a learner's code that changed one of those in the check's process would be seen.
 
 It stays in the check's session, so a check that runs out of time has it stopped with the rest (the proctor
 stops a check's session), and it is the check's child, so the check's end stops it if it still runs.
@@ -19,12 +23,15 @@ another thread held would stay locked in the child — and starts an `rq worker`
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import io
+import logging
 import os
 import signal
 import sys
 import threading
+import time
 import traceback
 
 import psutil
@@ -48,7 +55,7 @@ def run(stack: Stack, name: str, queue_names: list[str] | None = None, timeout: 
     try:
         worker.wait(timeout)
     except psutil.TimeoutExpired:
-        processes.stop([worker], timeout=1)
+        stop(worker, timeout=1)
         raise
     if log_start is None:
         return stack.log(name, 1000)
@@ -68,11 +75,11 @@ def start(stack: Stack, name: str, queue_names: list[str] | None = None, *, wait
     if wait_ready:
         key = f"rq:worker:{stack.tag}.{name}"
         connection = queues.connect(stack.settings)
-        try:
-            wait_until(lambda: processes.gone(worker) or connection.exists(key), START_TIMEOUT,
-                       what=f"{name} to start")
+        try:  # registered, and not an earlier worker of that name: a stopped worker's entry stays a minute
+            wait_until(lambda: processes.gone(worker) or (connection.exists(key) and not connection.hexists(key, "death")),
+                       START_TIMEOUT, what=f"{name} to start")
         except TimeoutError:
-            processes.stop([worker], timeout=1)
+            stop(worker, timeout=1)
             raise
         if processes.gone(worker):
             raise StartError(f"{name} exited before it registered:\n{stack.log(name)}")
@@ -96,27 +103,46 @@ def _start(stack: Stack, name: str, queue_names: list[str] | None, **options) ->
     return psutil.Process(pid), log_start
 
 
+def stop(worker: psutil.Process, timeout: float = 5.0) -> None:
+    """Stop a worker started here, and what it started (its scheduler, a work-horse): a forked worker's processes
+    do not carry the run tag where Stack.stop looks for it (/proc/PID/environ is the fork server's)."""
+    try:
+        family = [worker, *worker.children(recursive=True)]
+    except psutil.Error:
+        family = [worker]
+    processes.stop(family, timeout=timeout)
+
+
 def _become_worker(argv: list[str], env: dict, cwd: str, log_fd: int) -> None:
     """In the forked child: become `argv` (an `rq worker …` command line) as exec would make it, then exit."""
     status = 1
     try:
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        for module in [m for m in sys.modules if m.split(".")[0] in LEARNER_PACKAGES]:
+            del sys.modules[module]  # first: what a learner's module held (a socket, a file) is closed now
+        gc.freeze()  # nothing inherited is collected later: an old socket would close a descriptor reused since
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # as Popen's close_fds: the check's report pipe, its sockets
         # Line by line, as PYTHONUNBUFFERED gives a worker started afresh.
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True, errors="backslashreplace")
         os.umask(0o077)
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
-        for number in (signal.SIGTERM, signal.SIGCHLD, signal.SIGALRM, signal.SIGHUP, signal.SIGUSR1):
+        time.tzset()
+        for number in (signal.SIGTERM, signal.SIGCHLD, signal.SIGALRM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(number, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.alarm(0)
-        for module in [m for m in sys.modules if m.split(".")[0] in LEARNER_PACKAGES]:
-            del sys.modules[module]
-        sys.path.insert(0, cwd)  # as PYTHONPATH puts it for a worker started afresh
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        _unconfigure_logging()
+        # An `rq` command's path: its own folder, PYTHONPATH (the submission's folder), then Python's and the
+        # installed packages' (RQ adds the working folder itself: --path .).
+        installed = [p for p in sys.path if _installed(p)]
+        sys.path[:] = [os.path.dirname(argv[0]), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep)), *installed]
         importlib.invalidate_caches()
         sys.argv = list(argv)
         rq.cli.main(args=argv[1:], prog_name="rq")
@@ -127,3 +153,23 @@ def _become_worker(argv: list[str], env: dict, cwd: str, log_fd: int) -> None:
         traceback.print_exc()
     finally:
         os._exit(status)
+
+
+def _installed(entry: str) -> bool:
+    """Whether a sys.path entry is Python's own or the virtual environment's (or a path hook's, like an editable
+    install's), as every Python started from it has, rather than one a program added."""
+    if entry == "":  # the working folder, put first by `python -m` or -c
+        return False
+    if not os.path.isabs(entry):
+        return not os.path.exists(entry)  # a path hook's name, not a folder
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    return any(entry == prefix or entry.startswith(prefix + os.sep) for prefix in prefixes)
+
+
+def _unconfigure_logging() -> None:
+    """The root logger as a fresh Python has it (what logging.basicConfig in the learner's code changes): RQ
+    sets up its own handlers only where no logger above has one. Other loggers keep what their modules set."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)

@@ -53,7 +53,7 @@ def follows_a_job(ctx):
     # Taken out of the queue's list (queue.remove), a job is in no list and no registry any more,
     # though its status field still says "queued": only the lists tell. The burst worker must be gone
     # first: on a busy machine it may still be looking at "low" and take the job between enqueue and remove.
-    processes.stop([worker], timeout=5)
+    forked_worker.stop(worker, timeout=5)
     taken = queue.enqueue("ebookstore.jobs.daily_statistics")
     queue.remove(taken)
     if where_is(ctx.redis, "low", taken.id) != "unknown":

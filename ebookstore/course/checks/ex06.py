@@ -9,6 +9,7 @@ import functools
 import json
 import secrets
 import sys
+import time
 
 import psutil
 
@@ -97,7 +98,11 @@ def shows_each_state(ctx):
     parent, procs["Z"] = specimens.zombie(ctx.stack, marker)
     procs["S "] = parent  # the zombie's parent sleeps, without ever calling wait()
     wait_until(lambda: procs["R"].cpu_times().user > 0.3, 3, what="the spinner to spin")
+    spun, started = sum(procs["R"].cpu_times()[:2]), time.monotonic()
     rows = {row["pid"]: row for row in ctx.learner("list_processes")(marker)}
+    # The spinner's real share of a CPU while list_processes ran: on a machine grading a class it gets less than
+    # a whole one. Half of that (at most 20 %) is asked for; psutil's first call says 0.0, always below it.
+    share = (sum(procs["R"].cpu_times()[:2]) - spun) / max(time.monotonic() - started, 0.001) * 100
     for stat, proc in procs.items():
         row = rows.get(proc.pid)
         if row is None:
@@ -106,7 +111,7 @@ def shows_each_state(ctx):
         if row["stat"][:1] != stat.strip():
             raise Fail(f"PID {proc.pid} is in state {stat.strip()}, you said {row['stat']!r}: turn proc.status() into "
                        "the letter ps shows (STATE CODES in `man ps`: stopped is T, not S)")
-    if rows[procs["R"].pid]["cpu"] < 20:
+    if rows[procs["R"].pid]["cpu"] < max(1.0, min(20.0, share / 2)):
         raise Fail(f"a process spinning in a loop shows {rows[procs['R'].pid]['cpu']} %CPU: psutil's "
                    "cpu_percent() returns 0.0 on its first call for a process; measure over an interval")
 

@@ -13,7 +13,6 @@ from ebookstore import queues
 from ebookstore.course import demo_jobs, forked_worker
 from ebookstore.course.checks.common import Fail, job_outcome, run_worker
 from ebookstore.retries import PermanentError
-from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
 
 
@@ -55,7 +54,7 @@ def retries_a_temporary_failure(ctx):
         raise Fail(f"enqueue_flaky(queue, key, 0) should never fail, yet {job_outcome(sound)}: pass flaky the "
                    "`failures` you are given")
     # Done with the worker: no need to wait for its warm shutdown.
-    processes.stop([worker], timeout=0.05)
+    forked_worker.stop(worker, timeout=0.05)
     attempts = demo_jobs.attempts(key)  # when each attempt ran
     waited = attempts[1] - attempts[0]
     if waited < 0.9:
