@@ -42,7 +42,8 @@ def follows_a_job(ctx):
                     return False
             time.sleep(0.02)
         return False
-    # Most of the first wait is the worker's start (Python, rq): seconds on a machine grading a class at once.
+    # The first wait includes the worker's start: seconds on a machine grading a class at once (more where it
+    # starts afresh, a whole Python: see forked_worker).
     if not says(slow, "started", ("finished", "failed"), 10):
         raise Fail(f"while a worker runs it, the job is 'started' (StartedJobRegistry); you said {seen[-3:]}")
     if not (says(slow, "finished", ("finished",), 4) and says(broken, "failed", ("failed",), 2)):
