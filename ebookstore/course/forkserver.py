@@ -96,8 +96,12 @@ def _server(env: dict) -> tuple[str, ForkServer]:
 
 def start(env: dict) -> None:
     """Start this process's server for `env` now, unless it runs: it loads the grader while other cells run,
-    and the first check need not wait for that (0.4 s). A notebook's environment cell calls it."""
-    _server(env)
+    and the first check need not wait for that (0.4 s). A notebook's environment cell calls it. If it cannot
+    be started now, nothing is said: the first check tries again, and says why if it must."""
+    try:
+        _server(env)
+    except OSError:
+        pass
 
 
 def fork(args: list[str], env: dict, output_fd: int, report_fd: int) -> int | None:
