@@ -1,4 +1,4 @@
-"""A check's forked burst worker (ebookstore/course/forked_worker.py) is a worker process of its own.
+"""A check's forked RQ worker (ebookstore/course/forked_worker.py) is a worker process of its own.
 
 Run in a fresh Python each (a pytest worker has threads, and a process with threads starts its workers afresh):
 the scenario script below prints what it saw as JSON.
