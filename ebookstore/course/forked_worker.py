@@ -40,7 +40,7 @@ import rq.cli  # noqa: F401 - loaded here, so that a forked worker need not impo
 from ebookstore import queues, retries, workers  # noqa: F401 - the worker class and the exception handler, likewise
 from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
-from ebookstore.runtime.stack import START_TIMEOUT, Stack, StartError
+from ebookstore.runtime.stack import START_TIMEOUT, Stack, StartError, registered
 
 LEARNER_PACKAGES = ("exercises", "solutions")  # where the learner's code comes from (grading.exercise_module)
 
@@ -73,10 +73,9 @@ def start(stack: Stack, name: str, queue_names: list[str] | None = None, *, wait
     """
     worker, _ = _start(stack, name, queue_names, **options)
     if wait_ready:
-        key = f"rq:worker:{stack.tag}.{name}"
         connection = queues.connect(stack.settings)
-        try:  # registered, and not an earlier worker of that name: a stopped worker's entry stays a minute
-            wait_until(lambda: processes.gone(worker) or (connection.exists(key) and not connection.hexists(key, "death")),
+        try:
+            wait_until(lambda: processes.gone(worker) or registered(connection, f"{stack.tag}.{name}"),
                        START_TIMEOUT, what=f"{name} to start")
         except TimeoutError:
             stop(worker, timeout=1)

@@ -247,10 +247,7 @@ class Stack:
             running = None
         if running is None:
             self._forget_dead_worker(connection, full_name)
-        ready = None
-        if wait_ready:  # registered, and not the earlier one of that name: a stopped worker's entry stays a minute
-            key = f"rq:worker:{full_name}"
-            ready = lambda: connection.exists(key) and not connection.hexists(key, "death")  # noqa: E731
+        ready = (lambda: registered(connection, full_name)) if wait_ready else None
         return self.start(name, argv, env=env, ready=ready)
 
     def _forget_dead_worker(self, connection: Redis, full_name: str) -> None:
@@ -343,6 +340,13 @@ class Stack:
                 if popen.returncode is not None:
                     del self._popens[key]
         return outcome
+
+
+def registered(connection: Redis, full_name: str) -> bool:
+    """Whether worker `full_name` has registered in Redis (as the dashboard sees it), and not an earlier one of
+    that name: a stopped worker's entry stays a minute, marked with its death."""
+    key = f"rq:worker:{full_name}"
+    return bool(connection.exists(key)) and not connection.hexists(key, "death")
 
 
 def _require_free(port: int, name: str) -> None:
