@@ -1,7 +1,9 @@
 """Checks of exercise 10: a retry policy, retries that happen, permanent failures, the exhausted hook.
 
-The backoff is measured between the attempts themselves: demo_jobs.flaky writes
-down when each attempt ran (under the check's state folder).
+The backoff is read from the job RQ saved (its retry intervals), not timed between the attempts: RQ
+schedules a retry in whole seconds (the registry's score is int(now + interval)), so a correct 1-s backoff
+can bring the retry less than 1 s after the first attempt (0.87 s was seen, and a check that timed it
+rejected a correct answer).
 """
 import secrets
 
@@ -10,7 +12,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from ebookstore import queues
-from ebookstore.course import demo_jobs, forked_worker
+from ebookstore.course import forked_worker
 from ebookstore.course.checks.common import Fail, job_outcome, run_worker
 from ebookstore.retries import PermanentError
 from ebookstore.runtime.processes import wait_until
@@ -38,6 +40,10 @@ def retries_a_temporary_failure(ctx):
                    "queue you are given")
     if job.retries_left != 3:
         raise Fail(f"the job has {job.retries_left or 0} retries: enqueue it with retry=retry_policy()")
+    intervals = list(job.retry_intervals or [0])
+    if intervals[0] < 1:
+        raise Fail(f"the job's retries have no backoff (intervals {intervals}): a mail provider that is down needs "
+                   "time to come back. Wait 1 s before the first retry: enqueue it with retry=retry_policy()")
     if getattr(job.failure_callback, "__name__", None) != "when_exhausted":
         raise Fail("attach when_exhausted with on_failure=Callback(when_exhausted)")
     sound = enqueue_flaky(low, secrets.token_hex(4), 0)  # one that never fails
@@ -55,11 +61,6 @@ def retries_a_temporary_failure(ctx):
                    "`failures` you are given")
     # Done with the worker: no need to wait for its warm shutdown.
     forked_worker.stop(worker, timeout=0.05)
-    attempts = demo_jobs.attempts(key)  # when each attempt ran
-    waited = attempts[1] - attempts[0]
-    if waited < 0.9:
-        raise Fail(f"the retry ran {waited:.2f} s after the first attempt failed, with no backoff: a mail provider "
-                   "that is down needs time to come back. Wait 1 s before the first retry (Retry's interval)")
 
 
 def discards_permanent_failures(ctx):
