@@ -11,6 +11,7 @@ import re
 import smtplib
 import time
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import formatdate, make_msgid, parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -153,15 +154,42 @@ def maildir(settings: Settings) -> mailbox.Maildir:
     return mailbox.Maildir(settings.maildir, create=False)
 
 
+# A delivered email never changes (written in tmp/, then renamed into new/), so each is read once per process:
+# a wait that polls the outbox (a notebook cell, a test: hundreds of emails, several looks a second) would
+# otherwise parse every email again on each look. Per Maildir, keyed by the file's path, inode, size and time,
+# so that a file of the same name in a Maildir made afresh is read afresh.
+_READ: dict[str, dict[tuple, dict]] = {}
+
+
 def outbox(settings: Settings) -> list[dict]:
     """Every delivered email, oldest first: to, subject, date, key, delivered (Unix time)."""
-    found = []
-    for message in maildir(settings):
-        found.append({
-            "to": message["To"],
-            "subject": message["Subject"],
-            "date": parsedate_to_datetime(message["Date"]).isoformat(),
-            "key": message["X-Ebookstore-Key"],
-            "delivered": message.get_date(),  # when it landed in the Maildir, to the microsecond
-        })
-    return sorted(found, key=lambda m: m["delivered"])
+    maildir(settings)  # created if missing
+    known, now_known = _READ.get(str(settings.maildir), {}), {}
+    for sub in ("new", "cur"):  # as mailbox.Maildir reads it: tmp/ holds emails still being written
+        with os.scandir(settings.maildir / sub) as entries:
+            for entry in entries:
+                try:
+                    info = entry.stat()
+                    identity = (entry.path, info.st_ino, info.st_size, info.st_mtime_ns)
+                    email = known.get(identity) or _read(entry.path, info.st_mtime)
+                except FileNotFoundError:  # moved from new/ to cur/ meanwhile (a mail reader): seen there
+                    continue
+                if email is not None:
+                    now_known[identity] = email
+    _READ[str(settings.maildir)] = now_known
+    return sorted((dict(email) for email in now_known.values()), key=lambda m: m["delivered"])
+
+
+def _read(path: str, delivered: float) -> dict | None:
+    """The outbox's fields of the email in file `path` (its headers only); None if it is a folder."""
+    if os.path.isdir(path):
+        return None
+    with open(path, "rb") as file:
+        message = BytesHeaderParser().parse(file)  # the policy mailbox.Maildir reads with (compat32)
+    return {
+        "to": message["To"],
+        "subject": message["Subject"],
+        "date": parsedate_to_datetime(message["Date"]).isoformat(),
+        "key": message["X-Ebookstore-Key"],
+        "delivered": delivered,  # when it landed in the Maildir (the file's time), to the microsecond
+    }

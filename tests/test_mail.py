@@ -1,4 +1,5 @@
 """Mail delivery: into the Maildir, or by real SMTP to the aiosmtpd catcher process."""
+import shutil
 import time
 
 from ebookstore import mail
@@ -17,6 +18,19 @@ def test_maildir_delivery_and_outbox(settings):
     assert [(m["to"], m["key"]) for m in box] == [("ada@example.test", "purchase-7-receipt"),
                                                   ("cleo@example.test", "purchase-7-commission")]
     assert "$8.00" in mail.commission_email(purchase()).get_content()
+
+
+def test_the_outbox_reads_each_email_once_and_a_new_one_afresh(settings):
+    mail.deliver(mail.receipt_email(purchase()), settings)
+    first = mail.outbox(settings)
+    first[0]["subject"] = "changed by the caller"
+    assert [m["subject"] for m in mail.outbox(settings)] == ["Your receipt: T"]  # a copy each time
+    # The Maildir made afresh, an email of the same key (so the same file name) but another subject:
+    shutil.rmtree(settings.maildir)
+    mail.deliver(mail.receipt_email({**purchase(), "title": "U"}), settings)
+    assert [m["subject"] for m in mail.outbox(settings)] == ["Your receipt: U"]
+    (settings.maildir / "new" / "purchase-7-receipt").unlink()
+    assert mail.outbox(settings) == []
 
 
 def test_delay_plays_a_slow_provider(settings):
