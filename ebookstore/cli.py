@@ -25,18 +25,16 @@ from ebookstore.runtime.processes import PROCESS_NAME, RUN_TAG, wait_until
 
 
 def _import_the_store() -> None:
-    """Import what the commands run on (Flask, redis-py, RQ: over a second on a busy machine) once the
+    """Import what the commands run on (redis-py, RQ: about a second on a busy machine) once the
     command line is known to be right: a mistake in it is answered at once."""
     global AuthenticationError, RedisError, backends, jobs, mail, queues, workers, redis_server
     global START_TIMEOUT, Stack, StartError, clear_scheduler_locks, new_tag, require_free, stop_everything
-    global dashboard_credentials
     from redis.exceptions import AuthenticationError, RedisError
 
     from ebookstore import backends, jobs, mail, queues, workers
     from ebookstore.runtime import redis_server
     from ebookstore.runtime.stack import (START_TIMEOUT, Stack, StartError, clear_scheduler_locks, new_tag,
                                           require_free, stop_everything)
-    from ebookstore.web import dashboard_credentials
 
 
 UP_PROCESSES = ("redis", "mail", "workers", "cron", "relay", "web")  # in the order they start
@@ -49,6 +47,7 @@ def cmd_up(args, settings: Settings) -> int:
     killed, or gave a program up) it starts again what is missing.
     """
     from ebookstore.runtime import supervisord
+    from ebookstore.web import dashboard_credentials  # here only: Flask and rq-dashboard, 0.1 s of CPU per command
     # The stack's workers deliver by real SMTP to the mail catcher, which files into the Maildir.
     settings = settings.replace(smtp_url=settings.smtp_url or f"smtp://127.0.0.1:{settings.smtp_port}")
     tag = _up_tag(settings)
