@@ -181,7 +181,9 @@ def _port(default: int) -> int:
     The port is claimed for this kernel (until the clean-up cell): two notebooks started in the same
     moment never choose the same one.
     """
-    free = processes.listener_pid(default) is None and not processes.port_open(default)
+    # Whether anything listens, not who: the listener's PID means a look through every process's sockets
+    # (a tenth of a second beside `ebookstore up` and a test run's hundreds of processes).
+    free = processes.listener_uid(default) is None and not processes.port_open(default)
     return default if free and processes.claim_port(default) else processes.free_port()
 
 
