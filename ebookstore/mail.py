@@ -157,15 +157,19 @@ def maildir(settings: Settings) -> mailbox.Maildir:
 # A delivered email never changes (written in tmp/, then renamed into new/), so each is read once per process:
 # a wait that polls the outbox (a notebook cell, a test: hundreds of emails, several looks a second) would
 # otherwise parse every email again on each look. Per Maildir, keyed by the file's path, inode, size and time,
-# so that a file of the same name in a Maildir made afresh is read afresh.
+# so that a file of the same name in a Maildir made afresh is read afresh; and only once the file is older than
+# a file time's grain (git's rule for its index): a newer one could be replaced by a same-sized one with the same
+# inode within the same tick of the clock that stamps files.
 _READ: dict[str, dict[tuple, dict]] = {}
+SETTLED = 0.1  # seconds
 
 
 def outbox(settings: Settings) -> list[dict]:
     """Every delivered email, oldest first: to, subject, date, key, delivered (Unix time)."""
     maildir(settings)  # created if missing
-    known, now_known = _READ.get(str(settings.maildir), {}), {}
-    for sub in ("new", "cur"):  # as mailbox.Maildir reads it: tmp/ holds emails still being written
+    known, now_known, found = _READ.get(str(settings.maildir), {}), {}, {}
+    settled = time.time() - SETTLED
+    for sub in ("new", "cur"):  # as mailbox.Maildir reads them: tmp/ holds emails still being written
         with os.scandir(settings.maildir / sub) as entries:
             for entry in entries:
                 try:
@@ -174,10 +178,14 @@ def outbox(settings: Settings) -> list[dict]:
                     email = known.get(identity) or _read(entry.path, info.st_mtime)
                 except FileNotFoundError:  # moved from new/ to cur/ meanwhile (a mail reader): seen there
                     continue
-                if email is not None:
+                if email is None:
+                    continue
+                if info.st_mtime < settled:
                     now_known[identity] = email
+                # One email per name (before ":2,…", the flags a reader adds in cur/), cur/ over new/, as Maildir.
+                found[entry.name.split(":")[0]] = email
     _READ[str(settings.maildir)] = now_known
-    return sorted((dict(email) for email in now_known.values()), key=lambda m: m["delivered"])
+    return sorted((dict(email) for email in found.values()), key=lambda m: m["delivered"])
 
 
 def _read(path: str, delivered: float) -> dict | None:

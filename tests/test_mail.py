@@ -20,9 +20,15 @@ def test_maildir_delivery_and_outbox(settings):
     assert "$8.00" in mail.commission_email(purchase()).get_content()
 
 
-def test_the_outbox_reads_each_email_once_and_a_new_one_afresh(settings):
+def test_the_outbox_reads_each_email_once_and_a_new_one_afresh(settings, monkeypatch):
     mail.deliver(mail.receipt_email(purchase()), settings)
+    read = []
+    monkeypatch.setattr(mail, "_read", lambda *args, real=mail._read: read.append(args) or real(*args))
     first = mail.outbox(settings)
+    assert len(read) == 1  # a fresh email: read, and read again next time (see mail.SETTLED)
+    time.sleep(mail.SETTLED)
+    assert mail.outbox(settings) == first and len(read) == 2
+    assert mail.outbox(settings) == first and len(read) == 2, "read once it had settled"
     first[0]["subject"] = "changed by the caller"
     assert [m["subject"] for m in mail.outbox(settings)] == ["Your receipt: T"]  # a copy each time
     # The Maildir made afresh, an email of the same key (so the same file name) but another subject:
