@@ -1,9 +1,9 @@
 """Checks of exercise 10: a retry policy, retries that happen, permanent failures, the exhausted hook.
 
-The backoff is read from the job RQ saved (the interval RQ will wait before its first retry), not timed between the attempts: RQ
-schedules a retry in whole seconds (the registry's score is int(now + interval)), so a correct 1-s backoff
-can bring the retry less than 1 s after the first attempt (0.87 s was seen, and a check that timed it
-rejected a correct answer).
+The backoff is read from the job RQ saved (the interval RQ will wait before its first retry), not timed
+between the attempts: RQ schedules a retry in whole seconds (the registry's score is int(now + interval)),
+so a correct 1-s backoff can bring the retry less than 1 s after the first attempt (0.87 s was seen, and a
+check that timed it rejected a correct answer).
 """
 import secrets
 
