@@ -113,6 +113,7 @@ def buy_and_notify(conn, connection: Redis | None, buyer_id, ebook_id, logger=No
             if logger:
                 logger.warning("purchase %s: Redis unavailable (%s); the relay will enqueue its emails",
                                purchase["id"], error)
+            outbox.hand_over(conn, job_id)  # the relay need not wait for this request: it has given up
             return
         outbox.mark_enqueued(conn, job_id)
         queued.append(job_id)

@@ -40,16 +40,25 @@ def pending(conn, limit: int = 500) -> list[dict]:
 YOUNG = 3.0  # seconds: a pending row younger than this is the web app's, which enqueues it right after COMMIT
 
 
+def hand_over(conn, job_id: str) -> None:
+    """The purchase's request could not enqueue `job_id` (Redis down) and leaves it: the relay takes it at
+    once, however young, instead of waiting YOUNG s for a request that has given up."""
+    conn.execute("UPDATE outbox SET handed_over_at = ? WHERE job_id = ? AND enqueued_at IS NULL",
+                 (store.now_iso(), job_id))
+
+
 def claim_pending(conn, job_ids: list[str] | None = None, min_age: float = YOUNG, limit: int = 500) -> list[dict]:
     """Take pending rows older than `min_age` s for enqueueing: marked enqueued in the same transaction.
 
     Two relays (or a relay and a web app) therefore never enqueue the same row. A row younger
-    than `min_age` is left alone: its purchase's request is about to enqueue it itself.
+    than `min_age` is left alone: its purchase's request is about to enqueue it itself — unless the
+    request handed it over (hand_over: it found Redis down).
     """
     cutoff = store.iso(time.time() - min_age)
     with store.transaction(conn):
         rows = [dict(r) for r in conn.execute(
-            "SELECT * FROM outbox WHERE enqueued_at IS NULL AND created_at <= ? ORDER BY id LIMIT ?", (cutoff, limit))
+            "SELECT * FROM outbox WHERE enqueued_at IS NULL AND (created_at <= ? OR handed_over_at IS NOT NULL) "
+            "ORDER BY id LIMIT ?", (cutoff, limit))
             if job_ids is None or r["job_id"] in job_ids]
         conn.executemany("UPDATE outbox SET enqueued_at = ? WHERE job_id = ? AND enqueued_at IS NULL",
                          [(store.now_iso(), row["job_id"]) for row in rows])

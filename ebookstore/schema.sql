@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     queue        TEXT NOT NULL,
     created_at   TEXT NOT NULL,
     enqueued_at  TEXT,                   -- NULL while pending
+    handed_over_at TEXT,                 -- set when the purchase's request could not enqueue (Redis down)
     completed_at TEXT                    -- set by the job when it has done its work
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (id) WHERE enqueued_at IS NULL;

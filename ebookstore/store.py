@@ -66,9 +66,11 @@ def connect(path: Path | str) -> sqlite3.Connection:
 def init_db(conn: sqlite3.Connection) -> None:
     """Create the tables if missing and add the demo data to an empty store."""
     conn.executescript((PACKAGE_DIR / "schema.sql").read_text())
-    # A state folder made by an earlier version of the course lacks this column.
-    if "completed_at" not in {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}:
-        conn.execute("ALTER TABLE outbox ADD COLUMN completed_at TEXT")
+    # A state folder made by an earlier version of the course lacks these columns.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    for column in ("completed_at", "handed_over_at"):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
     if conn.execute("SELECT COUNT(*) FROM users").fetchone()[0]:
         return
     with transaction(conn):

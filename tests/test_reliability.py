@@ -1,5 +1,6 @@
 """Nothing lost, nothing sent twice: kill -9 recovery, idempotent emails, the outbox, Redis restarts."""
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -68,7 +69,8 @@ def test_purchases_succeed_while_redis_is_down_and_the_relay_catches_up(tmp_path
     with closing(store.connect(settings.database_path)) as conn:
         purchases = [jobs.buy_and_notify(conn, redis, 1, ebook) for ebook in (1, 2, 3)]
         assert [p["jobs"] for p in purchases] == [[], [], []]      # not queued…
-        assert len(outbox.pending(conn)) == 3                       # …but recorded
+        assert len(outbox.pending(conn)) == 3                       # …but recorded, for the relay at once
+        assert all(row["handed_over_at"] for row in outbox.pending(conn))
     stack.redis()
     stack.relay()
     stack.worker("worker", wait_ready=True)
@@ -130,6 +132,33 @@ def test_the_relay_leaves_young_rows_to_the_web_app_and_claims_the_rest(settings
         assert outbox.relay(conn, redis, min_age=0) == 0          # claimed: never enqueued twice
         assert not outbox.mark_enqueued(conn, "purchase-1-notification")
     assert queues.get_queue("critical", redis).job_ids == ["purchase-1-notification"]
+
+
+def test_a_row_whose_request_found_redis_down_is_the_relays_at_once(settings, redis):
+    """The young-row grace is for a request about to enqueue; one that found Redis down has given up."""
+    # Nothing listens there; the store's client, which does not retry (redis-py's default would, for 4 s).
+    down = queues.connect(settings.replace(external_redis_url=f"redis://127.0.0.1:{processes.free_port()}/0"))
+    with closing(store.connect(settings.database_path)) as conn:
+        during_outage = jobs.buy_and_notify(conn, down, 1, 1)
+        with store.transaction(conn):  # a request that will enqueue its row itself, in a moment
+            outbox.record(conn, "purchase-99-notification", "ebookstore.jobs.purchase_notification", [99], "critical")
+        assert during_outage["jobs"] == []
+        assert outbox.relay(conn, redis) == 1                     # young, but handed over: enqueued at once
+        assert [row["job_id"] for row in outbox.pending(conn)] == ["purchase-99-notification"]  # still the web app's
+    assert queues.get_queue("critical", redis).job_ids == [jobs.notification_job_id(during_outage["id"])]
+
+
+def test_a_database_of_an_earlier_version_gets_the_new_columns(tmp_path):
+    old = tmp_path / "old.sqlite3"
+    with closing(sqlite3.connect(old)) as conn:  # the outbox as the course's first version made it
+        conn.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL UNIQUE, func TEXT NOT NULL, "
+                     "args TEXT NOT NULL, queue TEXT NOT NULL, created_at TEXT NOT NULL, enqueued_at TEXT)")
+        conn.execute("INSERT INTO outbox (job_id, func, args, queue, created_at) VALUES ('j', 'f', '[]', 'low', 'x')")
+        conn.commit()
+    with closing(store.connect(old)) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+        assert {"completed_at", "handed_over_at"} <= columns
+        assert [row["job_id"] for row in outbox.pending(conn)] == ["j"]
 
 
 def test_the_rescue_must_see_a_job_lost_twice(settings, redis):
