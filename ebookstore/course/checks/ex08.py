@@ -66,7 +66,7 @@ def _own_port_of_a_client(ctx, port: int, client, server) -> int:
                      and own in (c.laddr and c.laddr.port, c.raddr and c.raddr.port)]
         if not strangers:
             break
-        client = specimens.client(ctx.stack, port, marker=f"client-{attempt}")
+        client = specimens.client(ctx.stack, port, marker=f"again-{attempt}")
     return own
 
 
