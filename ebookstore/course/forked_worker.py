@@ -66,7 +66,7 @@ def run(stack: Stack, name: str, queue_names: list[str] | None = None, timeout: 
 
 def start(stack: Stack, name: str, queue_names: list[str] | None = None, *, wait_ready: bool = False,
           **options) -> psutil.Process:
-    """Start worker `name` of `stack` on `queue_names` and give it back (stop it with processes.stop).
+    """Start worker `name` of `stack` on `queue_names` and give it back (stop it with `stop` below).
 
     `wait_ready`: once it has registered in Redis (StartError if it exits first, TimeoutError if it takes
     START_TIMEOUT s). Options as for `run`, `burst` among them.

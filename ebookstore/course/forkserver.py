@@ -1,6 +1,8 @@
 """The proctor's fork server: one process that has loaded the grader forks a child for each check graded.
 
-    python -m ebookstore.course.forkserver FD    # started by the proctor on first use (by a notebook's environment cell); FD: its socket
+    python -m ebookstore.course.forkserver FD    # FD: its socket
+
+Started by the proctor on first use, or earlier by a notebook's environment cell (forkserver.start).
 
 A fresh Python that imports rq, redis-py and the checks spends about 0.6 s of CPU before the first check
 runs: more than most checks take. A child forked from a process that has them loaded starts in a few
