@@ -163,7 +163,7 @@ def execute_interrupted(run, cell, index: int, kernel: int, stack_file: str, fir
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", ["07_signals_and_killing.ipynb", "12_reliability.ipynb"], ids=lambda n: n[:2])
 def test_interrupting_a_waiting_cell_leaves_the_notebook_able_to_go_on(home, stubs, name):  # noqa: F811
-    """Each cell but the checks is interrupted 0.6 s after it starts; if it was still running, it runs again."""
+    """Each cell but the checks is interrupted 0.3 s after it starts; if it was still running, it runs again."""
     run = client(name)
     run.timeout = 30  # a reply lost to the Interrupt (see execute_interrupted) costs this long, rarely
     interrupted = []
@@ -178,7 +178,7 @@ def test_interrupting_a_waiting_cell_leaves_the_notebook_able_to_go_on(home, stu
                     run.execute_cell(cell, index)
                     continue
                 fired = threading.Event()
-                timer = threading.Timer(0.6, lambda: (fired.set(), os.killpg(group, signal.SIGINT)))
+                timer = threading.Timer(0.3, lambda: (fired.set(), os.killpg(group, signal.SIGINT)))
                 timer.start()
                 try:
                     if execute_interrupted(run, cell, index, int(kernel), stack_file, fired):
@@ -191,4 +191,5 @@ def test_interrupting_a_waiting_cell_leaves_the_notebook_able_to_go_on(home, stu
             assert_learner_run(run.nb)
         finally:
             Path(stack_file).unlink(missing_ok=True)
-    assert len(interrupted) >= 3, "cells that wait were interrupted while they waited"
+    # 07: about ten cells wait longer than 0.3 s; 12: its two kill demos (3, 5), often its Redis restart (13) too
+    assert len(interrupted) >= 2, f"cells that wait were interrupted while they waited: only {interrupted}"

@@ -80,7 +80,8 @@ def start_job_workers(stack, backend: str, count: int, env: dict | None = None, 
 
     RQ: `count` `rq worker`s (each forks a work-horse per job) on the store's queues and MEASURE_QUEUE.
     Celery: one `celery worker` whose prefork pool has `count` processes. Dramatiq: `--processes count`.
-    Named `name` (default: backend-count; RQ's: name-0, name-1, …); a set-up already running is given back.
+    Named `name` (default: backend-count; RQ's: name-0, name-1, …); a set-up already running is given back,
+    unless it was told to stop (it takes no new job): that one is waited for, then started afresh.
     `alone`: first stop every set-up of this backend started here in `stack` (running, or told to stop and
     still finishing), so that the one started takes the backend's jobs alone, afresh.
     """
@@ -90,6 +91,7 @@ def start_job_workers(stack, backend: str, count: int, env: dict | None = None, 
     env = {**settings.to_env(), **(env or {})}  # the workers' own jobs enqueue through their backend
     name = name or f"{backend}-{count}"
     names = [f"{name}-{i}" for i in range(count)] if backend == "rq" else [name]
+    stop_job_workers(stack, [n for n in names if stopping(stack, n)])  # a cell run again soon after a stop
     _started.setdefault((stack.tag, backend), {}).update(dict.fromkeys(names))
     if backend == "rq":
         for worker in names:
@@ -108,6 +110,12 @@ def set_ups(stack, backend: str | None = None) -> list[str]:
     """The names of the set-ups start_job_workers started in `stack` (of `backend`; default: of every backend)."""
     return [name for (tag, of), names in _started.items() if tag == stack.tag and backend in (None, of)
             for name in names]
+
+
+def stopping(stack, name: str) -> bool:
+    """Whether set-up `name` still runs but was told to stop (its warm shutdown goes on: it takes no new job)."""
+    process = stack.running(name)
+    return process is not None and process in _told
 
 
 def stop_job_workers(stack, names: list[str], wait: bool = True, timeout: float = 10) -> None:
