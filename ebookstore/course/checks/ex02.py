@@ -181,9 +181,10 @@ def worker_command_runs_a_job(ctx):
                    "queues in the order of its command line, so keep the order you were given")
 
 
-def _wait_for_exit(process, jobs, after_jobs: float = 2.0, limit: float = 20.0) -> None:
+def _wait_for_exit(process, jobs, after_jobs: float = 2.0, limit: float = 12.0) -> None:
     """Wait for a burst worker to exit: as long as its jobs take (a busy machine is slow to start a worker
-    and fork its horses), then `after_jobs` s; Fail if it still runs then, or after `limit` s in all."""
+    and fork its horses), then `after_jobs` s; Fail if it still runs then, or after `limit` s in all (within the
+    proctor's 15 s for a check: a worker that never takes its jobs and never exits gets this hint, not a timeout)."""
     started, done_at = time.monotonic(), None
     while True:
         try:
