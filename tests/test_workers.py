@@ -54,6 +54,15 @@ def test_weighted_worker_does_not_starve_low(redis, stack):
     assert "worker-class" not in stack.log("weighted")  # it started with our class, no error
 
 
+def test_a_worker_given_back_ready_stops_warmly_on_an_immediate_sigterm(redis, stack):
+    """`wait_ready` waits for RQ's SIGTERM handler too: RQ installs it after registering the worker and forking its
+    scheduler, and a SIGTERM in between ended the worker at once (status -15; 6 of 8 starts, idle machine)."""
+    for n in range(3):
+        stack.worker(f"eager-{n}", with_scheduler=True, wait_ready=True).send_signal(signal.SIGTERM)
+        assert stack.wait(f"eager-{n}", timeout=10) == 0, stack.log(f"eager-{n}")
+        assert "warm shut down requested" in stack.log(f"eager-{n}")
+
+
 def test_a_scheduler_that_does_not_stop_is_killed_after_the_grace(redis, stack):
     """RQ's warm shutdown waits for the worker's scheduler child without a limit; the store's, SCHEDULER_STOP_GRACE."""
     worker = stack.worker("keeper", with_scheduler=True, wait_ready=True)

@@ -255,6 +255,16 @@ def track(popen: subprocess.Popen) -> None:
     _POPENS[popen.pid] = popen
 
 
+def handles(proc: psutil.Process, signum: int) -> bool:
+    """Whether `proc` has installed a handler of its own for `signum` (the SigCgt mask in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{proc.pid}/status") as status:
+            mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(mask >> (signum - 1) & 1)
+
+
 def gone(proc: psutil.Process) -> bool:
     """True once `proc` has exited. A zombie has exited too: only its parent's wait() is missing.
 

@@ -17,6 +17,7 @@ import configparser
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -231,8 +232,9 @@ class Stack:
                wait_ready: bool = False, **options) -> psutil.Process:
         """Start an `rq worker` named `<tag>.<name>` on the store's queues.
 
-        `wait_ready`: return only once the worker has registered in Redis (as the dashboard sees it).
-        Other options go to workers.worker_argv.
+        `wait_ready`: return only once the worker has registered in Redis (as the dashboard sees it) and handles
+        SIGTERM: RQ installs its signal handlers a moment after it registers (and forks its scheduler), and a
+        SIGTERM before that ends the worker at once, without a warm shutdown. Other options go to workers.worker_argv.
         """
         full_name = f"{self.tag}.{name}"
         argv = workers.worker_argv(self.settings, full_name, queue_names, weighted=weighted,
@@ -247,8 +249,10 @@ class Stack:
             running = None
         if running is None:
             self._forget_dead_worker(connection, full_name)
-        ready = (lambda: registered(connection, full_name)) if wait_ready else None
-        return self.start(name, argv, env=env, ready=ready)
+        def ready():
+            proc = self.running(name)
+            return registered(connection, full_name) and proc is not None and processes.handles(proc, signal.SIGTERM)
+        return self.start(name, argv, env=env, ready=ready if wait_ready else None)
 
     def _forget_dead_worker(self, connection: Redis, full_name: str) -> None:
         # A worker killed with SIGKILL or SIGHUP stays registered until its heartbeat runs out, and
