@@ -127,7 +127,7 @@ def report(label, purchases, counts, expected, stats, seconds):
 # Loads the machine (20 clients, 9 workers, kills): not beside the parallel tests, but beside the other heavy
 # groups, the checks under CPU burners (see the Makefile). Nine workers, not four: more jobs in flight at each
 # kill, and the 900 emails at 0.2 s each drain sooner. Alone: four workers 70 s, six 48 s, nine 38.5 s; beside
-# the two halves of that group, each with one busy loop: six 67-70 s, nine 61 s (measured 2026-12-01/02).
+# the two halves of that group, each with one busy loop: six 62-70 s, nine 61 s (measured 2026-12-01/02).
 @pytest.mark.heavy
 @pytest.mark.xdist_group("faults")
 @pytest.mark.parametrize("run", range(RUNS))
@@ -178,6 +178,8 @@ def test_no_email_lost_or_duplicated_under_kills(settings, stack, run):
         expected = expected_keys(purchases)
         wait_until(lambda: len(delivered(settings)) >= len(expected) * 0.8 or time.monotonic() - started > 90,
                    100, interval=0.5, what="most emails")
+        # On a quick host nine workers can reach 80 % before chaos (one kill every 1.5-3 s) has made ten.
+        wait_until(lambda: stats["workers killed"] + stats["horses killed"] >= 10, 60, interval=0.2, what="ten kills")
     finally:
         done.set()
         chaos_thread.join(timeout=30)

@@ -175,8 +175,7 @@ def test_a_worker_stopped_and_started_again_is_ready_once_the_new_one_registered
     """A stopped worker's entry stays in Redis (with its death) for a minute: it must not pass for the new one."""
     key = f"rq:worker:{stack.tag}.w"
     first = stack.worker("w", ["default"], wait_ready=True)
-    # (Stopped this soon, RQ may not have set its SIGTERM handler yet: the worker then dies without noting its
-    # death, and Stack.worker notes it before the next start. Either way the entry is there, with a death.)
+    # (wait_ready waited for RQ's SIGTERM handler: stopped at once, the worker still notes its death.)
     stack.stop("w")
     assert redis.exists(key)
     again = stack.worker("w", ["default"], wait_ready=True)

@@ -40,7 +40,7 @@ import rq.cli  # noqa: F401 - loaded here, so that a forked worker need not impo
 from ebookstore import queues, retries, workers  # noqa: F401 - the worker class and the exception handler, likewise
 from ebookstore.runtime import processes
 from ebookstore.runtime.processes import wait_until
-from ebookstore.runtime.stack import START_TIMEOUT, Stack, StartError, registered
+from ebookstore.runtime.stack import START_TIMEOUT, Stack, StartError, worker_ready
 
 LEARNER_PACKAGES = ("exercises", "solutions")  # where the learner's code comes from (grading.exercise_module)
 
@@ -68,14 +68,14 @@ def start(stack: Stack, name: str, queue_names: list[str] | None = None, *, wait
           **options) -> psutil.Process:
     """Start worker `name` of `stack` on `queue_names` and give it back (stop it with `stop` below).
 
-    `wait_ready`: once it has registered in Redis (StartError if it exits first, TimeoutError if it takes
-    START_TIMEOUT s). Options as for `run`, `burst` among them.
+    `wait_ready`: once it is ready (stack.worker_ready: registered in Redis, handling SIGTERM; StartError if it
+    exits first, TimeoutError if it takes START_TIMEOUT s). Options as for `run`, `burst` among them.
     """
     worker, _ = _start(stack, name, queue_names, **options)
     if wait_ready:
         connection = queues.connect(stack.settings)
         try:
-            wait_until(lambda: processes.gone(worker) or registered(connection, f"{stack.tag}.{name}"),
+            wait_until(lambda: processes.gone(worker) or worker_ready(connection, f"{stack.tag}.{name}", worker),
                        START_TIMEOUT, what=f"{name} to start")
         except TimeoutError:
             stop(worker, timeout=1)

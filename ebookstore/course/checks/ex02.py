@@ -195,10 +195,11 @@ def _wait_for_exit(process, jobs, after_jobs: float = 2.0, limit: float = 12.0) 
         now = time.monotonic()
         if done_at is None and all(job.get_status(refresh=True) in ("finished", "failed") for job in jobs):
             done_at = now
-        if (done_at is not None and now - done_at > after_jobs) or now - started > limit:
-            raise Fail(f"the worker was still running {now - (done_at or started):.0f} s after "
-                       f"{'its jobs were done' if done_at else 'it started'}: a worker for this job should exit "
-                       "when its queues are empty (--burst)")
+        late = (f"{after_jobs:g} s after its jobs were done" if done_at is not None and now - done_at > after_jobs
+                else f"{limit:g} s after it started" if now - started > limit else None)
+        if late:
+            raise Fail(f"the worker was still running {late}: a worker for this job should exit when its queues "
+                       "are empty (--burst)")
 
 
 CHECKS = [ping_answers_without_hanging, starts_redis_safely, start_redis_gives_up_in_time, worker_command_runs_a_job]
