@@ -188,6 +188,36 @@ def test_ex03_catches_a_pickled_job(tmp_path, monkeypatch):
     assert not json_check.passed and "JSONSerializer" in json_check.hint
 
 
+# A busy machine (a class server, a loaded CI runner) is slow to start a worker and slow to end it: the
+# checks that run the learner's worker command wait for it as long as the check may take, and judge only what
+# it does (a worker waiting on empty queues has no --burst), never how soon. Here the command is the solution's,
+# behind a shell that waits 6.5 s before it starts the worker and 2.5 s after it ends (the checks once allowed
+# 6 s for a worker's jobs, and 2 s for its exit).
+SLOW_WORKER = """
+
+_quick_command = worker_command
+
+
+def worker_command(*args, **kwargs):
+    argv = _quick_command(*args, **kwargs)
+    return ["sh", "-c", 'sleep 6.5; "$@"; status=$?; sleep 2.5; exit $status', "slow-worker", *argv]
+"""
+
+
+@pytest.mark.parametrize("exercise, check", [("ex02", "worker_command_runs_a_job"),
+                                             ("ex09", "strict_worker_runs_critical_first"),
+                                             ("ex09", "weighted_worker_does_not_starve_low")])
+def test_a_slow_worker_is_waited_for_not_judged(exercise, check, tmp_path, monkeypatch):
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / f"{grading.EXERCISES[exercise]}.py").write_text(solution_source(exercise) + SLOW_WORKER)
+    monkeypatch.setenv("EBOOKSTORE_CHECK_TIMEOUT", "15")  # the proctor's limit for a check, as in a class
+    started = time.monotonic()
+    [result] = grading.run_exercise(exercise, solutions=False, folder=folder, only=[check])
+    assert result.passed, result.hint
+    assert time.monotonic() - started >= 9  # the slow shell really ran
+
+
 def test_ex02_catches_a_redis_without_persistence(tmp_path, monkeypatch):
     wrong = solution_source("ex02").replace('"--appendonly", "yes", ', "")
     results = grade_source(tmp_path, monkeypatch, "ex02", wrong)

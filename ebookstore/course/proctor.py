@@ -182,7 +182,8 @@ def _grade_check(exercise, folder, timeout, names, index, fill, cancelled, on_lo
     # Under the tests, their run's prefix first: what a check leaves behind is then found as theirs.
     prefix = f"{os.environ.get('EBOOKSTORE_TEST_TAG_PREFIX', '')}grade-{secrets.token_hex(4)}"
     env = {k: v for k, v in os.environ.items() if k not in ("EBOOKSTORE_SOLUTIONS", "EBOOKSTORE_EXERCISES")}
-    env.update({processes.RUN_TAG: prefix, "EBOOKSTORE_TEST_TAG_PREFIX": prefix, "PYTHONUNBUFFERED": "1"})
+    env.update({processes.RUN_TAG: prefix, "EBOOKSTORE_TEST_TAG_PREFIX": prefix, "PYTHONUNBUFFERED": "1",
+                "EBOOKSTORE_CHECK_TIMEOUT": f"{timeout:g}"})  # the check's limit, for its own waits (seconds_left)
     every = every or [index]  # what a failure before loading concerns
 
     def add(hint: str, seconds: float = 0.0, which=(index,)) -> None:

@@ -36,6 +36,49 @@ def run_worker(ctx, name="worker", queue_names=None, simple=True, **options) -> 
     return forked_worker.run(ctx.stack, name, queue_names, simple=simple, **options)
 
 
+def await_burst_worker(ctx, proc, idle: float = 3.0) -> str:
+    """Wait for a worker the learner's command started (`proc`) to run what it can and exit.
+
+    "exited" once it has; "waiting" once it has sat `idle` s in a blocking pop on the check's Redis (a
+    worker without --burst whose queues are empty: it takes no job left, and it does not exit; a worker
+    told --max-idle-time under `idle` s still gets to exit); "late" when the check's time is nearly up
+    (ctx.seconds_left). A slow start or a slow exit on a busy machine is waited for, not judged.
+    """
+    import psutil
+    from ebookstore.runtime import processes
+    blocked_since = None
+    while not processes.gone(proc):
+        now = time.monotonic()
+        if not _waits_on_redis(ctx, proc):
+            blocked_since = None
+        elif blocked_since is None:
+            blocked_since = now
+        elif now - blocked_since >= idle:
+            return "waiting"
+        if ctx.seconds_left() <= 0:
+            return "late"
+        with contextlib.suppress(psutil.TimeoutExpired):
+            proc.wait(timeout=0.1)
+    return "exited"
+
+
+def _waits_on_redis(ctx, proc) -> bool:
+    """True if `proc`, or a process it started, waits in a blocking command (BLPOP) on the check's Redis: found by
+    the client address Redis lists (CLIENT LIST, flag b) among the process's own TCP connections to that port."""
+    import psutil
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return False
+    ours = set()
+    for member in family:
+        with contextlib.suppress(psutil.Error):
+            ours |= {f"{c.laddr.ip}:{c.laddr.port}" for c in member.net_connections("tcp")
+                     if c.raddr and c.raddr.port == ctx.settings.redis_port}
+    return bool(ours) and any("b" in client.get("flags", "") and client.get("addr") in ours
+                              for client in ctx.redis.client_list())
+
+
 def call_arguments(func, args, kwargs) -> list | None:
     """The values a job's `args` and `kwargs` give `func`'s parameters, in the signature's order (None if they
     do not fit it): f(7) and f(purchase_id=7) are the same call, and a check compares calls, not their form."""

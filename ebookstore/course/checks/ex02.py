@@ -8,14 +8,13 @@ up on, and stopped).
 import stat
 import subprocess
 import sys
-import time
 from urllib.parse import urlsplit
 
 import psutil
 
 from ebookstore import queues
 from ebookstore.course import specimens
-from ebookstore.course.checks.common import Fail, call_with_time_limit, job_outcome, short
+from ebookstore.course.checks.common import Fail, await_burst_worker, call_with_time_limit, job_outcome, short
 from ebookstore.runtime import processes, redis_server
 from ebookstore.workers import rq_executable
 
@@ -164,7 +163,10 @@ def worker_command_runs_a_job(ctx):
         raise Fail("the command line holds the Redis URL and its password, which `ps` shows to every user: leave "
                    "it out, `rq worker` reads the URL from RQ_REDIS_URL in its environment")
     process = ctx.stack.start("learner-worker", argv)  # with RQ_REDIS_URL in its environment
-    _wait_for_exit(process, list(jobs.values()))
+    ended = await_burst_worker(ctx, process)
+    if ended == "late":
+        raise Fail("the worker neither ran its jobs and exited nor waited for more within the check's time: check "
+                   "the options of your command (`rq worker --burst …` runs the jobs of its queues, then exits)")
     log = ctx.stack.log("learner-worker", 200)
     if "DeserializationError" in log or "UnpicklingError" in log or "pickle" in log.lower():
         raise Fail("the worker could not read the job: the store's queues use the JSON serializer (--serializer)")
@@ -173,33 +175,15 @@ def worker_command_runs_a_job(ctx):
         if job.get_status() != "finished":
             raise Fail(f"{job_outcome(job, log)} (queue {job.origin}): give the worker every queue, and check "
                        "the options of your command")
+    if ended == "waiting":
+        raise Fail("the worker ran its jobs, then went on waiting for more: a worker for this job should exit when "
+                   "its queues are empty (--burst)")
     if f"{ctx.stack.tag}.ex02" not in log:
         raise Fail("name the worker (--name): the name is how you find it in ps and on the dashboard")
     ran = sorted(order, key=lambda name: jobs[name].started_at)
     if ran != order:
         raise Fail(f"given the queues {order}, the worker ran their jobs in the order {ran}: a worker reads its "
                    "queues in the order of its command line, so keep the order you were given")
-
-
-def _wait_for_exit(process, jobs, after_jobs: float = 2.0, limit: float = 12.0) -> None:
-    """Wait for a burst worker to exit: as long as its jobs take (a busy machine is slow to start a worker
-    and fork its horses), then `after_jobs` s; Fail if it still runs then, or after `limit` s in all (within the
-    proctor's 15 s for a check: a worker that never takes its jobs and never exits gets this hint, not a timeout)."""
-    started, done_at = time.monotonic(), None
-    while True:
-        try:
-            process.wait(timeout=0.05)
-            return
-        except psutil.TimeoutExpired:
-            pass
-        now = time.monotonic()
-        if done_at is None and all(job.get_status(refresh=True) in ("finished", "failed") for job in jobs):
-            done_at = now
-        late = (f"{after_jobs:g} s after its jobs were done" if done_at is not None and now - done_at > after_jobs
-                else f"{limit:g} s after it started" if now - started > limit else None)
-        if late:
-            raise Fail(f"the worker was still running {late}: a worker for this job should exit when its queues "
-                       "are empty (--burst)")
 
 
 CHECKS = [ping_answers_without_hanging, starts_redis_safely, start_redis_gives_up_in_time, worker_command_runs_a_job]

@@ -33,8 +33,8 @@ def _ipv6_listener(ctx, marker):
     proc = ctx.stack.start(name, [sys.executable, "-c", LISTEN6, marker],
                            ready=lambda: ctx.stack.log(name).startswith("port "))
     port = int(ctx.stack.log(name).split()[1])
-    wait_until(lambda: any(c.laddr.port == port and c.status == "LISTEN" for c in proc.net_connections("tcp")), 3,
-               what="the IPv6 listener")
+    wait_until(lambda: any(c.laddr.port == port and c.status == "LISTEN" for c in proc.net_connections("tcp")),
+               max(3.0, ctx.seconds_left(8)), what="the IPv6 listener")
     return proc, port
 
 
