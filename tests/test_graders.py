@@ -190,9 +190,9 @@ def test_ex03_catches_a_pickled_job(tmp_path, monkeypatch):
 
 # A busy machine (a class server, a loaded CI runner) is slow to start a worker and slow to end it: the
 # checks that run the learner's worker command wait for it as long as the check may take, and judge only what
-# it does (a worker waiting on empty queues has no --burst), never how soon. Here the command is the solution's,
-# behind a shell that waits 6.5 s before it starts the worker and 2.5 s after it ends (the checks once allowed
-# 6 s for a worker's jobs, and 2 s for its exit).
+# it does (a worker waiting on empty queues has no --burst), never how soon. Here the command is the solution's
+# behind a shell that waits before it starts the worker, or after it ends, longer than the checks once allowed
+# (6 s for ex09's jobs, 2 s for ex02's exit); graded through the proctor, with a class's 15 s per check.
 SLOW_WORKER = """
 
 _quick_command = worker_command
@@ -200,22 +200,33 @@ _quick_command = worker_command
 
 def worker_command(*args, **kwargs):
     argv = _quick_command(*args, **kwargs)
-    return ["sh", "-c", 'sleep 6.5; "$@"; status=$?; sleep 2.5; exit $status', "slow-worker", *argv]
+    return ["sh", "-c", 'sleep {before}; "$@"; status=$?; sleep {after}; exit $status', "slow-worker", *argv]
 """
 
 
-@pytest.mark.parametrize("exercise, check", [("ex02", "worker_command_runs_a_job"),
-                                             ("ex09", "strict_worker_runs_critical_first"),
-                                             ("ex09", "weighted_worker_does_not_starve_low")])
-def test_a_slow_worker_is_waited_for_not_judged(exercise, check, tmp_path, monkeypatch):
+def _graded_with_a_slow_worker(tmp_path, exercise, check, before, after):
     folder = tmp_path / "submission"
     folder.mkdir()
-    (folder / f"{grading.EXERCISES[exercise]}.py").write_text(solution_source(exercise) + SLOW_WORKER)
-    monkeypatch.setenv("EBOOKSTORE_CHECK_TIMEOUT", "15")  # the proctor's limit for a check, as in a class
-    started = time.monotonic()
-    [result] = grading.run_exercise(exercise, solutions=False, folder=folder, only=[check])
+    source = solution_source(exercise) + SLOW_WORKER.format(before=before, after=after)
+    (folder / f"{grading.EXERCISES[exercise]}.py").write_text(source)
+    [result] = proctor.grade_exercise(exercise, folder, timeout=15, only=[check])
+    return result
+
+
+@pytest.mark.parametrize("exercise, check, before, after", [
+    ("ex02", "worker_command_runs_a_job", 0, 2.5),
+    ("ex09", "strict_worker_runs_critical_first", 6.5, 0),
+    ("ex09", "weighted_worker_does_not_starve_low", 6.5, 0)])
+def test_a_slow_worker_is_waited_for_not_judged(exercise, check, before, after, tmp_path):
+    result = _graded_with_a_slow_worker(tmp_path, exercise, check, before, after)
     assert result.passed, result.hint
-    assert time.monotonic() - started >= 9  # the slow shell really ran
+    assert result.seconds >= before + after  # the slow shell really ran
+
+
+def test_a_worker_that_never_exits_gets_the_checks_hint_before_the_proctors_limit(tmp_path):
+    # It runs its jobs, then lingers without waiting on Redis: only the check's time tells it from a slow exit.
+    result = _graded_with_a_slow_worker(tmp_path, "ex02", "worker_command_runs_a_job", 0, 100)
+    assert not result.passed and "--burst" in result.hint and "did not finish" not in result.hint, result.hint
 
 
 def test_ex02_catches_a_redis_without_persistence(tmp_path, monkeypatch):

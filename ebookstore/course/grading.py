@@ -32,6 +32,14 @@ from ebookstore.course.checks.common import Fail
 from ebookstore.runtime import processes
 from ebookstore.runtime.stack import Stack, new_tag
 
+DEFAULT_CHECK_TIMEOUT = 15.0  # seconds a check may take, unless EBOOKSTORE_CHECK_TIMEOUT says otherwise
+
+
+def check_timeout() -> float:
+    """The seconds a check may take: $EBOOKSTORE_CHECK_TIMEOUT (the proctor sets it for its child), else 15."""
+    return float(os.environ.get("EBOOKSTORE_CHECK_TIMEOUT") or DEFAULT_CHECK_TIMEOUT)
+
+
 EXERCISES = {  # exercise id -> module name in exercises/ and solutions/
     "ex01": "ex01_why_background_jobs",
     "ex02": "ex02_redis_and_rq_setup",
@@ -116,8 +124,7 @@ class Context:
         self.stack = Stack(self._settings, tag=tag, stop_at_exit=False, cwd=root or PROJECT_ROOT,
                            preload=(demo_jobs.__name__,))
         self._redis = None
-        # When the proctor stops the check (it tells its child the limit): see seconds_left.
-        self.deadline = time.monotonic() + float(os.environ.get("EBOOKSTORE_CHECK_TIMEOUT", "15"))
+        self.deadline = time.monotonic() + check_timeout()  # when the proctor stops the check: see seconds_left
 
     @property
     def settings(self) -> Settings:
@@ -166,8 +173,10 @@ class Context:
     def db(self):
         return store.connect(self.settings.database_path)
 
-    def seconds_left(self, reserve: float = 1.0) -> float:
-        """How long the check may still wait, keeping `reserve` s to give its verdict before the proctor's limit.
+    def seconds_left(self, reserve: float = 3.0) -> float:
+        """How long the check may still wait, keeping `reserve` s before the proctor's limit: the check then raises
+        its Fail, and its clean-up stops what it started (a worker given 2 s to stop, then SIGKILLed), before the
+        proctor would replace its hint by "did not finish within N s".
 
         A wait for a process the learner's code started (a worker: Python, imports, a fork per job) lasts
         until that process is done or seconds_left() runs out, not a fixed few seconds: on a busy machine (a

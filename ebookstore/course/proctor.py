@@ -33,7 +33,7 @@ from ebookstore.course import forkserver, grading
 from ebookstore.course.grading import Result
 from ebookstore.runtime import processes
 
-CHECK_TIMEOUT = float(os.environ.get("EBOOKSTORE_CHECK_TIMEOUT", "15"))  # seconds a learner's check may take
+CHECK_TIMEOUT = grading.check_timeout()  # seconds a learner's check may take
 STARTUP = 20.0  # seconds a child may take to start Python and load the modules, on a busy machine
 SOLUTIONS = grading.SOLUTIONS_FOLDER  # the child's FOLDER argument that grades solutions/
 # Checks graded at the same time (each in a child of its own): most of a check is waiting for processes,

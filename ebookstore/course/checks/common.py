@@ -44,10 +44,9 @@ def await_burst_worker(ctx, proc, idle: float = 3.0) -> str:
     told --max-idle-time under `idle` s still gets to exit); "late" when the check's time is nearly up
     (ctx.seconds_left). A slow start or a slow exit on a busy machine is waited for, not judged.
     """
-    import psutil
     from ebookstore.runtime import processes
     blocked_since = None
-    while not processes.gone(proc):
+    while processes.wait_gone([proc], 0.1):  # reaped through the Stack's Popen: its exit status is kept
         now = time.monotonic()
         if not _waits_on_redis(ctx, proc):
             blocked_since = None
@@ -57,26 +56,28 @@ def await_burst_worker(ctx, proc, idle: float = 3.0) -> str:
             return "waiting"
         if ctx.seconds_left() <= 0:
             return "late"
-        with contextlib.suppress(psutil.TimeoutExpired):
-            proc.wait(timeout=0.1)
     return "exited"
 
 
 def _waits_on_redis(ctx, proc) -> bool:
-    """True if `proc`, or a process it started, waits in a blocking command (BLPOP) on the check's Redis: found by
-    the client address Redis lists (CLIENT LIST, flag b) among the process's own TCP connections to that port."""
+    """True if `proc`, or a process it started, waits in a blocking command on the check's Redis (RQ's dequeue
+    without --burst: BLPOP, or BLMOVE for one queue): a client Redis lists with flag b (CLIENT LIST) whose port is
+    that of one of the process's own TCP connections to the check's Redis (which only the check and it use)."""
     import psutil
+    blocked = {client.get("addr", "").rpartition(":")[2] for client in ctx.redis.client_list()
+               if "b" in client.get("flags", "")}
+    if not blocked:  # the usual case, a burst worker at work: no need to look at its sockets
+        return False
     try:
         family = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         return False
-    ours = set()
     for member in family:
         with contextlib.suppress(psutil.Error):
-            ours |= {f"{c.laddr.ip}:{c.laddr.port}" for c in member.net_connections("tcp")
-                     if c.raddr and c.raddr.port == ctx.settings.redis_port}
-    return bool(ours) and any("b" in client.get("flags", "") and client.get("addr") in ours
-                              for client in ctx.redis.client_list())
+            if any(c.raddr and c.raddr.port == ctx.settings.redis_port and str(c.laddr.port) in blocked
+                   for c in member.net_connections("tcp")):
+                return True
+    return False
 
 
 def call_arguments(func, args, kwargs) -> list | None:

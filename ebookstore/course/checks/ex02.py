@@ -8,6 +8,7 @@ up on, and stopped).
 import stat
 import subprocess
 import sys
+import time
 from urllib.parse import urlsplit
 
 import psutil
@@ -162,22 +163,28 @@ def worker_command_runs_a_job(ctx):
     if any("redis://" in a or password in a for a in argv):
         raise Fail("the command line holds the Redis URL and its password, which `ps` shows to every user: leave "
                    "it out, `rq worker` reads the URL from RQ_REDIS_URL in its environment")
+    started = time.monotonic()
     process = ctx.stack.start("learner-worker", argv)  # with RQ_REDIS_URL in its environment
     ended = await_burst_worker(ctx, process)
-    if ended == "late":
-        raise Fail("the worker neither ran its jobs and exited nor waited for more within the check's time: check "
-                   "the options of your command (`rq worker --burst …` runs the jobs of its queues, then exits)")
+    took = time.monotonic() - started
     log = ctx.stack.log("learner-worker", 200)
     if "DeserializationError" in log or "UnpicklingError" in log or "pickle" in log.lower():
         raise Fail("the worker could not read the job: the store's queues use the JSON serializer (--serializer)")
     for job in jobs.values():
         job.refresh()
+        if job.get_status() != "finished" and ended == "late":
+            raise Fail(f"{took:.0f} s after it started, the worker still ran and {job_outcome(job, log)} (queue "
+                       f"{job.origin}): check the options of your command (`rq worker --burst …` runs the jobs of its "
+                       "queues, then exits)")
         if job.get_status() != "finished":
             raise Fail(f"{job_outcome(job, log)} (queue {job.origin}): give the worker every queue, and check "
                        "the options of your command")
     if ended == "waiting":
         raise Fail("the worker ran its jobs, then went on waiting for more: a worker for this job should exit when "
                    "its queues are empty (--burst)")
+    if ended == "late":
+        raise Fail(f"the worker ran its jobs but still ran {took:.0f} s after it started: a worker for this job "
+                   "should exit when its queues are empty (--burst)")
     if f"{ctx.stack.tag}.ex02" not in log:
         raise Fail("name the worker (--name): the name is how you find it in ps and on the dashboard")
     ran = sorted(order, key=lambda name: jobs[name].started_at)

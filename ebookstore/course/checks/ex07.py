@@ -128,12 +128,12 @@ def worker_handles_hup_and_term(ctx):
                                               str(errors), str(returned), str(started)])
     log = lambda: ctx.stack.log("signals-worker", 200)  # noqa: E731
     stderr = lambda: errors.read_text(errors="replace") if errors.exists() else ""  # noqa: E731
-    try:  # Python's start, however long it takes on this machine, leaving 8 s for the rest of the check
-        wait_until(lambda: started.exists() or processes.gone(proc), max(3.0, ctx.seconds_left() - 8), interval=0.02,
-                   what="Python to start")
+    patience = max(3.0, ctx.seconds_left(8))  # Python's start on this machine, leaving 8 s for the rest of the check
+    try:
+        wait_until(lambda: started.exists() or processes.gone(proc), patience, interval=0.02, what="Python to start")
     except TimeoutError:
-        raise Fail(f"python -m {module} did not even reach run_worker in the check's time: the machine is very "
-                   "busy; try again") from None
+        raise Fail(f"python -m {module} did not reach run_worker within {patience:.0f} s: the machine is very busy, "
+                   "or your module does slow work when it is imported (keep that inside functions)") from None
     try:
         wait_until(lambda: "alpha item 1" in log() or not proc.is_running() or processes.gone(proc), 3,
                    what="the first item")

@@ -173,7 +173,8 @@ def _run(ctx, weighted, counts):
         missing = sorted({job.description for job in left})
         if ended != "late" and all(job.get_status() == "queued" for job in left):
             raise Fail(f"the {label} worker left the {missing} jobs waiting: it must read critical, default and low")
-        raise Fail(f"the {label} worker did not run every job ({len(left)} left) within the check's time: "
+        within = " within the check's time" if ended == "late" else ""
+        raise Fail(f"the {label} worker did not run every job ({len(left)} left){within}: "
                    f"{job_outcome(left[0], ctx.stack.log(label, 200))}")
     if ended != "exited":
         raise Fail(f"the {label} worker still runs with its queues empty: a burst worker exits when there is "
