@@ -128,11 +128,12 @@ def _kill_halfway_and_run_again(ctx):
     purchase_id, notify_once = _purchase(ctx), ctx.learner("notify_once")
     job = queues.get_queue("critical", ctx.redis).enqueue(notify_once, purchase_id)
     worker = ctx.stack.worker("doomed", ["critical"], simple=True)
+    patience = max(5.0, ctx.seconds_left(6))  # the worker's start on a busy machine too; 6 s kept for the rest
     try:
-        wait_until(lambda: _delivered(ctx) or job.get_status(refresh=True) == "failed", 5, interval=0.02,
+        wait_until(lambda: _delivered(ctx) or job.get_status(refresh=True) == "failed", patience, interval=0.02,
                    what="the first email")
     except TimeoutError:
-        raise Fail("no email arrived within 5 s") from None
+        raise Fail(f"no email arrived within {patience:.0f} s") from None
     if job.get_status(refresh=True) == "failed":
         raise Fail(f"before sending anything, {job_outcome(job)}")
     # Halfway through the second email's wait: a job that records each email right after sending it has recorded
