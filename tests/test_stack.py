@@ -127,6 +127,24 @@ def test_starting_a_running_name_again_gives_it_back_and_says_so(settings, stack
     assert "another command" in said[1]
 
 
+def test_an_interrupt_as_a_process_is_forked_leaves_nothing_running(stack, monkeypatch):
+    # Jupyter's Interrupt (SIGINT) landing just after the fork, before the Stack has recorded the process: it
+    # used to run on unrecorded, and a cell run again took it for one started elsewhere ("already runs (PID …):
+    # using it") and waited for it to answer on another port (notebook 12's Redis demo, under the Interrupt test).
+    real_popen = subprocess.Popen
+
+    def popen_then_interrupt(*args, **kwargs):
+        popen = real_popen(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt at its next step: here
+        return popen
+    monkeypatch.setattr(stack_module.subprocess, "Popen", popen_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        stack.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.undo()
+    assert processes.tagged(stack.tag, "sleeper") == [] and stack.running("sleeper") is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the Interrupt works as before
+
+
 def test_a_name_started_again_is_ready_by_its_own_log_lines_not_the_last_ones(stack):
     """A cell run again starts the demo again: "ready" in the log must be the new process's."""
     slow_ready = [sys.executable, "-c", "import os, time; time.sleep(1); print('ready', os.getpid(), flush=True); "

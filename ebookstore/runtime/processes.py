@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -323,6 +324,23 @@ def stop(procs, timeout: float = 5.0, sig: int = signal.SIGTERM) -> dict[int, st
 
 
 PORT_CLAIMS = Path(tempfile.gettempdir()) / f"ebookstore-ports-{os.getuid()}"
+
+
+@contextlib.contextmanager
+def interrupt_held():
+    """Hold an Interrupt (SIGINT: Jupyter's Interrupt, Ctrl-C) back while the block runs; yields a list that is
+    no longer empty if one came. For a step that must not be cut in two: a process forked but not yet recorded
+    would run on, found by nobody who started it. Python delivers signals to the main thread only: elsewhere
+    this holds nothing back (and nothing comes)."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield came
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def free_port() -> int:

@@ -139,15 +139,20 @@ class Stack:
         if not self.log_dir.exists():
             self.log_dir.mkdir(parents=True)
             _prune_logs(self.log_dir.parent)
-        with open(self.log_path(name), "ab") as log:
+        # An Interrupt between the fork and the lines that record the process would leave it running under no
+        # name of ours (a cell run again then took it for a process started elsewhere): it waits until then.
+        with processes.interrupt_held() as interrupted, open(self.log_path(name), "ab") as log:
             self._log_starts[name] = log.tell()
             popen = subprocess.Popen(
                 argv, cwd=self.cwd, env=self.env(name, env), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 umask=0o077,  # what it writes (database, Maildir, Redis's files) is its owner's alone
             )
-        self._popens[name], self._commands[name] = popen, command
-        processes.track(popen)  # reaped through it wherever processes.gone() sees it exit: its status is kept
+            self._popens[name], self._commands[name] = popen, command
+            processes.track(popen)  # reaped through it wherever processes.gone() sees it exit: its status is kept
+        if interrupted:
+            self.say(f"interrupted while {name} was starting: {self.stop(name)}")
+            raise KeyboardInterrupt
         proc = psutil.Process(popen.pid)
         if ready is not None:
             try:
