@@ -39,8 +39,12 @@ NEGLECTER = ("import subprocess, sys, time\n"
 # (PYTHONUNBUFFERED or not), stderr into a file of its own, and the returned value written down.
 # The file `started` is created once Python is up and the learner's module imported: the check times the
 # first item from there (starting Python can take seconds on a busy machine; that is not the learner's code).
-WORKER = ("import importlib, io, os, sys\n"
+# SIGHUP and SIGTERM start with their default actions, as in a terminal, whoever started the grader: an ignored
+# signal is inherited through exec (under `nohup`, SIGHUP would not kill a worker that has no handler for it).
+WORKER = ("import importlib, io, os, signal, sys\n"
           "from pathlib import Path\n"
+          "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
+          "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
           "module, config, seconds, errors, returned, started = sys.argv[1:7]\n"
           "os.dup2(os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)\n"
           "sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, 'w', closefd=False), 8192))\n"
