@@ -333,7 +333,8 @@ def interrupt_held():
     would run on, found by nobody who started it. Python delivers signals to the main thread only: elsewhere
     this holds nothing back (and nothing comes)."""
     came: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
+    # Elsewhere than the main thread, or with a handler Python cannot put back (installed from C): as it is.
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
         yield came
         return
     previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
