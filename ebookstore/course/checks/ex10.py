@@ -63,15 +63,18 @@ def _succeeds_on_its_retry(ctx, job, sound) -> None:
         wait_until(lambda: job.get_status(refresh=True) in ("finished", "failed"), patience, interval=0.05,
                    what="the retry")
     except TimeoutError:
-        raise Fail(f"{patience:.0f} s after the worker started, {job_outcome(job, ctx.stack.log('worker', 200))}") \
-            from None
+        raise Fail(f"{patience:.0f} s after the worker started, {_outcome(ctx, job)}") from None
     if job.get_status() == "failed":
-        raise Fail(f"once its retries were spent, {job_outcome(job, ctx.stack.log('worker', 200))}")
+        raise Fail(f"once its retries were spent, {_outcome(ctx, job)}")
     if job.return_value() != "succeeded on attempt 2":
         raise Fail(f"the job returned {job.return_value()!r}, expected success on its second attempt")
     if sound.get_status(refresh=True) != "finished" or sound.return_value() != "succeeded on attempt 1":
         raise Fail(f"enqueue_flaky(queue, key, 0) should never fail, yet {job_outcome(sound)}: pass flaky the "
                    "`failures` you are given")
+
+
+def _outcome(ctx, job) -> str:
+    return job_outcome(job, ctx.stack.log("worker", 200))
 
 
 def discards_permanent_failures(ctx):
