@@ -20,6 +20,18 @@ from .config import PACKAGE_DIR, Settings
 
 SERIALIZER = JSONSerializer
 
+try:  # redis-py 7 and later (RESP3 by default since 8)
+    from redis.maint_notifications import MaintNotificationsConfig
+    # A command cut short between its request and its reply (an Interrupt, a signal handler that raises)
+    # puts its connection back in the pool with the reply unread. The pool checks for that and reconnects,
+    # but not while "maintenance notifications" (RESP3 pushes from Redis Enterprise) may be pending: it
+    # then hands the connection out as it is, and the next command reads the earlier one's reply ("Wrong
+    # number of response items from pipeline execution", or worse, a wrong value). The store's Redis
+    # sends none: the check is kept.
+    CHECKED = {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+except ImportError:  # redis-py 6: the pool always checks
+    CHECKED = {}
+
 
 @dataclasses.dataclass(frozen=True)
 class QueueConfig:
@@ -68,7 +80,7 @@ def _parse(path: str, mtime_ns: int) -> QueueConfig:
 def connect(settings: Settings | None = None) -> Redis:
     """A Redis connection to the store's Redis, with timeouts so nothing hangs."""
     settings = settings or Settings.from_env()
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
+    return Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10, **CHECKED)
 
 
 def get_queue(name: str, connection: Redis) -> Queue:

@@ -134,6 +134,18 @@ class StoreWorker(Worker):
             self.scheduler.release_locks()
             self.scheduler.register_death()
 
+    def teardown(self):
+        """RQ's, on fresh connections to Redis: the ones in the pool may hold a reply that was never read.
+
+        RQ's SIGTERM handler raises StopRequested wherever an idle worker is, also between a command sent
+        and its reply. That connection goes back to the pool with the reply unread, and redis-py 8 (RESP3,
+        see queues.CHECKED; RQ makes this connection) hands it out unchecked: register_death then read it
+        ("Wrong number of response items from pipeline execution"), and the worker ended with status 1,
+        its death unrecorded (seen in a test that SIGTERMs workers as soon as they are ready).
+        """
+        self.connection.connection_pool.disconnect(inuse_connections=False)  # the pubsub thread's stays
+        super().teardown()
+
     def unsubscribe(self):
         """RQ 3.0's, with the pubsub thread told to stop before the UNSUBSCRIBE whose reply wakes it, not after.
 

@@ -5,6 +5,7 @@ import sys
 import time
 from collections import Counter
 
+from redis import Redis
 from rq.job import Job
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 
@@ -61,6 +62,35 @@ def test_a_worker_given_back_ready_stops_warmly_on_an_immediate_sigterm(redis, s
         stack.worker(f"eager-{n}", with_scheduler=True, wait_ready=True).send_signal(signal.SIGTERM)
         assert stack.wait(f"eager-{n}", timeout=10) == 0, stack.log(f"eager-{n}")
         assert "warm shut down requested" in stack.log(f"eager-{n}")
+
+
+def _leave_a_reply_unread(connection) -> None:
+    """What a command cut short between its request and its reply leaves in the pool (an Interrupt, or RQ's
+    SIGTERM handler raising StopRequested there): a connection whose reply was never read."""
+    pool = connection.connection_pool
+    spoiled = pool.get_connection()
+    spoiled.send_command("GET", "no-such-key")
+    pool.release(spoiled)
+
+
+def test_the_store_connection_never_reads_a_reply_meant_for_an_earlier_command(redis):
+    _leave_a_reply_unread(redis)
+    pipe = redis.pipeline()
+    pipe.set("replies", "mine").incr("replies-counted")
+    assert pipe.execute() == [True, 1]
+    assert redis.get("replies") == b"mine"
+
+
+def test_a_worker_stopped_between_a_command_and_its_reply_still_records_its_death(redis, settings):
+    """RQ's SIGTERM handler raises StopRequested wherever an idle worker is; StoreWorker.teardown must not
+    then read a reply left unread in the pool (it did: "Wrong number of response items", exit status 1)."""
+    connection = Redis.from_url(settings.redis_url)  # as RQ's command line makes it (redis-py's defaults)
+    worker = workers.StoreWorker([queues.get_queue("default", connection)], name="stopped-mid-command",
+                                 connection=connection, serializer=queues.SERIALIZER)
+    worker.register_birth()
+    _leave_a_reply_unread(connection)
+    worker.teardown()
+    assert redis.hexists("rq:worker:stopped-mid-command", "death")
 
 
 def test_a_scheduler_that_does_not_stop_is_killed_after_the_grace(redis, stack):
