@@ -234,3 +234,7 @@ def _child(request: dict, fds: list[int], close: tuple[int, ...]) -> None:
 
 if __name__ == "__main__":
     serve(socket.socket(fileno=int(sys.argv[1])))
+    # Out at once, without Python's clean-up: the server has nothing to flush, no thread, no learner code, and
+    # its proctor (a notebook's kernel as it exits, `ebookstore check`) waits for it: tearing down the grader's
+    # modules took 0.12-0.17 s of that wait.
+    os._exit(0)
