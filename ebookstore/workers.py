@@ -18,7 +18,7 @@ from pathlib import Path
 
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from rq import Worker, worker_registration
+from rq import SimpleWorker as RQSimpleWorker, Worker, worker_registration
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.registry import clean_registries
 from rq.scheduler import RQScheduler
@@ -88,7 +88,38 @@ class StoreScheduler(RQScheduler):
                 pass  # full of earlier wake-ups: the loop wakes anyway
 
 
-class StoreWorker(Worker):
+class CleanExit:
+    """How the store's workers end (mixed into RQ's Worker and SimpleWorker): on fresh connections to Redis,
+    and without waiting out RQ's 1-s join of the pubsub thread."""
+
+    def teardown(self):
+        """RQ's, on fresh connections to Redis: the ones in the pool may hold a reply that was never read.
+
+        RQ's SIGTERM handler raises StopRequested wherever an idle worker is, also between a command sent
+        and its reply. That connection goes back to the pool with the reply unread, and redis-py 8 (RESP3,
+        see queues.CHECKED; RQ makes this connection) hands it out unchecked: register_death then read it
+        ("Wrong number of response items from pipeline execution"), and the worker ended with status 1,
+        its death unrecorded (seen in a test that SIGTERMs workers as soon as they are ready).
+        """
+        self.connection.connection_pool.disconnect(inuse_connections=False)  # the pubsub thread's stays
+        super().teardown()
+
+    def unsubscribe(self):
+        """RQ 3.0's, with the pubsub thread told to stop before the UNSUBSCRIBE whose reply wakes it, not after.
+
+        In RQ's order the thread can read the reply first and go round again, to wait (60 s) for a
+        subscription that never comes: the worker's exit then waits out RQ's 1-s join timeout. Seen in
+        `ebookstore down`, two workers stopping at once: one of them often took a second longer.
+        """
+        if self.pubsub_thread:
+            self.log.info('Worker %s: unsubscribing from channel %s', self.name, self.pubsub_channel_name)
+            self.pubsub_thread.stop()
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
+
+
+class StoreWorker(CleanExit, Worker):
     """RQ's Worker, with a job heartbeat that notices a dead worker in seconds, not minutes.
 
     While a job runs, the worker renews the job's entry in the StartedJobRegistry
@@ -133,32 +164,6 @@ class StoreWorker(Worker):
         finally:
             self.scheduler.release_locks()
             self.scheduler.register_death()
-
-    def teardown(self):
-        """RQ's, on fresh connections to Redis: the ones in the pool may hold a reply that was never read.
-
-        RQ's SIGTERM handler raises StopRequested wherever an idle worker is, also between a command sent
-        and its reply. That connection goes back to the pool with the reply unread, and redis-py 8 (RESP3,
-        see queues.CHECKED; RQ makes this connection) hands it out unchecked: register_death then read it
-        ("Wrong number of response items from pipeline execution"), and the worker ended with status 1,
-        its death unrecorded (seen in a test that SIGTERMs workers as soon as they are ready).
-        """
-        self.connection.connection_pool.disconnect(inuse_connections=False)  # the pubsub thread's stays
-        super().teardown()
-
-    def unsubscribe(self):
-        """RQ 3.0's, with the pubsub thread told to stop before the UNSUBSCRIBE whose reply wakes it, not after.
-
-        In RQ's order the thread can read the reply first and go round again, to wait (60 s) for a
-        subscription that never comes: the worker's exit then waits out RQ's 1-s join timeout. Seen in
-        `ebookstore down`, two workers stopping at once: one of them often took a second longer.
-        """
-        if self.pubsub_thread:
-            self.log.info('Worker %s: unsubscribing from channel %s', self.name, self.pubsub_channel_name)
-            self.pubsub_thread.stop()
-            self.pubsub.unsubscribe()
-            self.pubsub_thread.join(timeout=1)
-            self.pubsub.close()
 
     def stop_scheduler(self):
         """Stop the scheduler child as RQ does (SIGTERM, then wait), but wait SCHEDULER_STOP_GRACE s at most.
@@ -243,6 +248,15 @@ class WeightedWorker(StoreWorker):
         self._ordered_queues = weighted_order(self.queues, self.queue_weights)
 
 
+class SimpleWorker(CleanExit, RQSimpleWorker):
+    """RQ's SimpleWorker (each job runs in the worker itself, no work-horse), ending as the store's workers do.
+
+    RQ's own often took a second more to exit on a busy machine (its pubsub thread's race, see
+    CleanExit.unsubscribe): a check that runs the learner's jobs in one waited for that (2 of 12 burst runs
+    beside two busy loops; ex11's, each time its property check ran beside it: 0.16 s alone, 1.25 s then).
+    """
+
+
 def rq_executable() -> str:
     """The `rq` command of this Python environment (not whichever is first on PATH)."""
     return str(Path(sys.executable).parent / "rq")
@@ -258,9 +272,10 @@ def worker_argv(settings: Settings, name: str, queue_names: list[str] | None = N
     The Redis URL does not: it carries the password, and `ps` shows command lines to
     every user. The worker reads it from RQ_REDIS_URL in its environment (Settings.to_env).
     `plain_rq`: RQ's own Worker with RQ's default timings (to show what the store improves).
+    `simple`: the store's SimpleWorker (no work-horse: each job runs in the worker), with RQ's default timings.
     """
     if simple:
-        worker_class = "rq.SimpleWorker"
+        worker_class = "ebookstore.workers.SimpleWorker"
     elif plain_rq:
         worker_class = "rq.Worker"
     else:

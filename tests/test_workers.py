@@ -5,6 +5,7 @@ import sys
 import time
 from collections import Counter
 
+import pytest
 from redis import Redis
 from rq.job import Job
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
@@ -81,12 +82,13 @@ def test_the_store_connection_never_reads_a_reply_meant_for_an_earlier_command(r
     assert redis.get("replies") == b"mine"
 
 
-def test_a_worker_stopped_between_a_command_and_its_reply_still_records_its_death(redis, settings):
-    """RQ's SIGTERM handler raises StopRequested wherever an idle worker is; StoreWorker.teardown must not
-    then read a reply left unread in the pool (it did: "Wrong number of response items", exit status 1)."""
+@pytest.mark.parametrize("worker_class", [workers.StoreWorker, workers.SimpleWorker])
+def test_a_worker_stopped_between_a_command_and_its_reply_still_records_its_death(redis, settings, worker_class):
+    """RQ's SIGTERM handler raises StopRequested wherever an idle worker is; the teardown must not then read
+    a reply left unread in the pool (it did: "Wrong number of response items", exit status 1)."""
     connection = Redis.from_url(settings.redis_url)  # as RQ's command line makes it (redis-py's defaults)
-    worker = workers.StoreWorker([queues.get_queue("default", connection)], name="stopped-mid-command",
-                                 connection=connection, serializer=queues.SERIALIZER)
+    worker = worker_class([queues.get_queue("default", connection)], name="stopped-mid-command",
+                          connection=connection, serializer=queues.SERIALIZER)
     worker.register_birth()
     _leave_a_reply_unread(connection)
     worker.teardown()
@@ -147,13 +149,14 @@ def test_a_store_worker_runs_the_store_scheduler(redis):
     assert isinstance(worker.scheduler, workers.StoreScheduler)
 
 
-def test_a_store_worker_ends_its_pubsub_thread_when_it_unsubscribes(redis):
-    """StoreWorker tells the pubsub thread to stop before it sends UNSUBSCRIBE, whose reply wakes the thread.
+@pytest.mark.parametrize("worker_class", [workers.StoreWorker, workers.SimpleWorker])
+def test_a_store_worker_ends_its_pubsub_thread_when_it_unsubscribes(redis, worker_class):
+    """The store's workers tell the pubsub thread to stop before they send UNSUBSCRIBE, whose reply wakes it.
 
     Here the thread reads that reply before `unsubscribe()` goes on (as it may on a busy machine): in RQ's
     order it then waits on for a subscription, the worker's exit waits out RQ's 1-s join, and it is alive.
     """
-    worker = workers.StoreWorker(["low"], connection=redis, serializer=queues.SERIALIZER)
+    worker = worker_class(["low"], connection=redis, serializer=queues.SERIALIZER)
     worker.subscribe()
     processes.wait_until(lambda: worker.pubsub.subscribed, 5, what="the subscription")
     send = worker.pubsub.unsubscribe
