@@ -49,7 +49,7 @@ def run(stack: Stack, name: str, queue_names: list[str] | None = None, timeout: 
     """Run a burst worker `name` of `stack` on `queue_names` until they are empty; the lines it logged.
 
     Raises psutil.TimeoutExpired if it still runs after `timeout` s (it is stopped first). Other options go
-    to workers.worker_argv (`simple=True`: RQ's SimpleWorker, which runs each job in the worker itself).
+    to workers.worker_argv (`simple=True`: the store's SimpleWorker, which runs each job in the worker itself).
     """
     worker, log_start = _start(stack, name, queue_names, burst=True, **options)
     try:
